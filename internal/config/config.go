@@ -1,0 +1,253 @@
+// Package config holds mcpgate's one Config struct. Values come from, in
+// order of precedence: command-line flags, MCPGATE_* environment variables
+// (the flag name upper-cased with dashes as underscores: --public-url is
+// MCPGATE_PUBLIC_URL), and the defaults below. Validate reports every bad
+// setting at once, in plain words.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+// Config is the whole configuration of one mcpgate process.
+type Config struct {
+	// Storage (every subcommand).
+	DataDir     string
+	DatabaseURL string
+
+	// Logging (every subcommand).
+	LogLevel  string
+	LogFormat string
+
+	// Server (serve).
+	Addr              string
+	PublicURL         string
+	Demo              bool
+	MetricsAddr       string
+	AllowedOrigins    []string
+	MaxBodyBytes      int64
+	KeyCacheTTL       time.Duration
+	KeyCacheSize      int
+	ShutdownTimeout   time.Duration
+	MCPSessionTimeout time.Duration
+}
+
+// Defaults returns a Config with every default filled in.
+func Defaults() Config {
+	return Config{
+		DataDir:           ".",
+		LogLevel:          "info",
+		LogFormat:         "auto",
+		Addr:              "127.0.0.1:8080",
+		MaxBodyBytes:      1 << 20,
+		KeyCacheTTL:       5 * time.Second,
+		KeyCacheSize:      100_000,
+		ShutdownTimeout:   15 * time.Second,
+		MCPSessionTimeout: 30 * time.Minute,
+	}
+}
+
+// RegisterStorage binds the flags every subcommand shares.
+func (c *Config) RegisterStorage(fs *pflag.FlagSet) {
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database and generated key files")
+	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "database: postgres://… for PostgreSQL, or a SQLite file path (default <data-dir>/mcpgate.db)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text, json, or auto (text on a terminal, JSON otherwise)")
+}
+
+// RegisterServe binds the flags of `mcpgate serve`.
+func (c *Config) RegisterServe(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Addr, "addr", c.Addr, "address to listen on (host:port)")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "public base URL clients use, for metadata and challenges (default http://<addr>)")
+	fs.BoolVar(&c.Demo, "demo", c.Demo, "serve the demo payment tools and create the demo users alice, bob and charlie")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address for the Prometheus /metrics listener (off when empty)")
+	fs.StringSliceVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "extra browser origins allowed to call /mcp (the public URL's origin is always allowed)")
+	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", c.KeyCacheTTL, "how long a verified API key is cached; bounds how late other nodes see a revocation")
+	fs.IntVar(&c.KeyCacheSize, "key-cache-size", c.KeyCacheSize, "most API keys kept in the verification cache")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown waits for requests to finish")
+	fs.DurationVar(&c.MCPSessionTimeout, "mcp-session-timeout", c.MCPSessionTimeout, "idle time after which an MCP session (2025-era protocol) is closed")
+}
+
+// EnvName is the environment variable twin of a flag.
+func EnvName(flag string) string {
+	return "MCPGATE_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// ApplyEnv sets every flag of fs that was not given on the command line from
+// its MCPGATE_* variable, if set. Errors name the variable.
+func ApplyEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	var errs []error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		v := getenv(EnvName(f.Name))
+		if v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", EnvName(f.Name), v, err))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// DatabaseURLOrDefault is the database to open: --database-url, or the SQLite
+// file mcpgate.db in the data directory.
+func (c *Config) DatabaseURLOrDefault() string {
+	if c.DatabaseURL != "" {
+		return c.DatabaseURL
+	}
+	return filepath.Join(c.DataDir, "mcpgate.db")
+}
+
+// BaseURL is the public URL without a trailing slash, derived from the listen
+// address when not configured.
+func (c *Config) BaseURL() string {
+	if c.PublicURL != "" {
+		return strings.TrimRight(c.PublicURL, "/")
+	}
+	host, port, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return "http://" + c.Addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// MCPURL is the URL of the MCP endpoint: the resource identifier of RFC 8707
+// and RFC 9728.
+func (c *Config) MCPURL() string { return c.BaseURL() + "/mcp" }
+
+// ResourceMetadataURL is the protected-resource metadata URL for the MCP
+// endpoint: the well-known suffix inserted between host and path
+// (RFC 9728 §3.1).
+func (c *Config) ResourceMetadataURL() string {
+	return c.BaseURL() + "/.well-known/oauth-protected-resource/mcp"
+}
+
+// ValidateStorage checks the settings every subcommand uses.
+func (c *Config) ValidateStorage() error {
+	var errs []string
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Sprintf("--log-level %q: must be debug, info, warn or error", c.LogLevel))
+	}
+	switch c.LogFormat {
+	case "auto", "text", "json":
+	default:
+		errs = append(errs, fmt.Sprintf("--log-format %q: must be text, json or auto", c.LogFormat))
+	}
+	if c.DatabaseURL == "" {
+		if st, err := os.Stat(c.DataDir); err != nil {
+			errs = append(errs, fmt.Sprintf("--data-dir %q: %v", c.DataDir, errors.Unwrap(err)))
+		} else if !st.IsDir() {
+			errs = append(errs, fmt.Sprintf("--data-dir %q: not a directory", c.DataDir))
+		}
+	} else if u, err := url.Parse(c.DatabaseURL); err == nil && u.Scheme != "" && u.Scheme != "postgres" && u.Scheme != "postgresql" && u.Scheme != "sqlite" && u.Scheme != "file" && len(u.Scheme) > 1 {
+		errs = append(errs, fmt.Sprintf("--database-url: unsupported scheme %q (use postgres://… or a SQLite file path)", u.Scheme))
+	}
+	return joinErrs(errs)
+}
+
+// Validate checks everything `serve` needs, reporting every problem at once.
+func (c *Config) Validate() error {
+	var errs []string
+	if err := c.ValidateStorage(); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		errs = append(errs, fmt.Sprintf("--addr %q: must be host:port (for example 127.0.0.1:8080)", c.Addr))
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		errs = append(errs, fmt.Sprintf("--addr %q: port must be a number from 0 to 65535", c.Addr))
+	}
+	if msg := checkPublicURL(c.BaseURL()); msg != "" {
+		errs = append(errs, "--public-url "+strconv.Quote(c.PublicURL)+": "+msg)
+	}
+	for _, o := range c.AllowedOrigins {
+		if msg := checkOrigin(o); msg != "" {
+			errs = append(errs, "--allowed-origins "+strconv.Quote(o)+": "+msg)
+		}
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Sprintf("--metrics-addr %q: must be host:port", c.MetricsAddr))
+		}
+	}
+	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
+		errs = append(errs, fmt.Sprintf("--max-body-bytes %d: must be between 1024 and 67108864", c.MaxBodyBytes))
+	}
+	if c.KeyCacheTTL < 0 || c.KeyCacheTTL > time.Minute {
+		errs = append(errs, fmt.Sprintf("--key-cache-ttl %s: must be between 0 (no cache) and 1m", c.KeyCacheTTL))
+	}
+	if c.KeyCacheSize < 0 {
+		errs = append(errs, fmt.Sprintf("--key-cache-size %d: must not be negative", c.KeyCacheSize))
+	}
+	if c.ShutdownTimeout <= 0 {
+		errs = append(errs, fmt.Sprintf("--shutdown-timeout %s: must be positive", c.ShutdownTimeout))
+	}
+	if c.MCPSessionTimeout < time.Minute {
+		errs = append(errs, fmt.Sprintf("--mcp-session-timeout %s: must be at least 1m", c.MCPSessionTimeout))
+	}
+	return joinErrs(errs)
+}
+
+// checkPublicURL: an absolute http(s) URL with no path, query or fragment;
+// plain http only for loopback hosts, since tokens and keys travel in it.
+func checkPublicURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "not a URL"
+	}
+	if u.Scheme != "https" && u.Scheme != "http" {
+		return "must start with https:// (or http:// for a loopback address)"
+	}
+	if u.Host == "" || u.User != nil {
+		return "must be a plain origin such as https://mcp.example.com"
+	}
+	if u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery {
+		return "must not have a path, query or fragment (serving under a path prefix is not supported yet)"
+	}
+	if u.Scheme == "http" && !IsLoopbackHost(u.Hostname()) {
+		return "plain http is only allowed for loopback hosts (localhost, 127.0.0.1, ::1); use https"
+	}
+	return ""
+}
+
+func checkOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "must be an origin such as https://app.example.com"
+	}
+	return ""
+}
+
+// IsLoopbackHost reports whether host names this machine.
+func IsLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func joinErrs(errs []string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(errs, "\n"))
+}

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+)
+
+func TestEnvFillsFlagsNotGiven(t *testing.T) {
+	c := Defaults()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c.RegisterStorage(fs)
+	c.RegisterServe(fs)
+	if err := fs.Parse([]string{"--addr", "127.0.0.1:9999"}); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"MCPGATE_ADDR":       "127.0.0.1:1111", // flag wins
+		"MCPGATE_PUBLIC_URL": "https://mcp.example.com",
+		"MCPGATE_DEMO":       "true",
+	}
+	if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != "127.0.0.1:9999" || c.PublicURL != "https://mcp.example.com" || !c.Demo {
+		t.Errorf("got addr=%q public=%q demo=%v", c.Addr, c.PublicURL, c.Demo)
+	}
+	if got := c.MCPURL(); got != "https://mcp.example.com/mcp" {
+		t.Errorf("MCPURL = %q", got)
+	}
+	if got := c.ResourceMetadataURL(); got != "https://mcp.example.com/.well-known/oauth-protected-resource/mcp" {
+		t.Errorf("ResourceMetadataURL = %q", got)
+	}
+}
+
+func TestApplyEnvNamesTheBadVariable(t *testing.T) {
+	c := Defaults()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c.RegisterServe(fs)
+	err := ApplyEnv(fs, func(k string) string {
+		if k == "MCPGATE_MAX_BODY_BYTES" {
+			return "lots"
+		}
+		return ""
+	})
+	if err == nil || !strings.Contains(err.Error(), "MCPGATE_MAX_BODY_BYTES") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestDerivedPublicURL(t *testing.T) {
+	for addr, want := range map[string]string{
+		"127.0.0.1:8080": "http://127.0.0.1:8080",
+		":8080":          "http://localhost:8080",
+		"0.0.0.0:9000":   "http://localhost:9000",
+		"[::1]:8080":     "http://[::1]:8080",
+	} {
+		c := Defaults()
+		c.Addr = addr
+		if got := c.BaseURL(); got != want {
+			t.Errorf("addr %q: BaseURL = %q, want %q", addr, got, want)
+		}
+	}
+	c := Defaults()
+	c.PublicURL = "https://mcp.example.com/"
+	if got := c.MCPURL(); got != "https://mcp.example.com/mcp" {
+		t.Errorf("trailing slash not trimmed: %q", got)
+	}
+}
+
+func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
+	c := Defaults()
+	c.DataDir = t.TempDir()
+	c.Addr = "nonsense"
+	c.PublicURL = "http://mcp.example.com"
+	c.LogLevel = "loud"
+	c.AllowedOrigins = []string{"app.example.com"}
+	c.MaxBodyBytes = 10
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate accepted a bad config")
+	}
+	for _, want := range []string{"--addr", "--public-url", "plain http is only allowed for loopback", "--log-level", "--allowed-origins", "--max-body-bytes"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestValidateAcceptsDefaultsAndHTTPS(t *testing.T) {
+	c := Defaults()
+	c.DataDir = t.TempDir()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	c.PublicURL = "https://mcp.example.com"
+	c.AllowedOrigins = []string{"https://app.example.com"}
+	c.DatabaseURL = "postgres://u@db/x"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	for _, bad := range []string{"https://mcp.example.com/base", "https://u:p@mcp.example.com", "ftp://x", "https://x?a=b"} {
+		c.PublicURL = bad
+		if err := c.Validate(); err == nil {
+			t.Errorf("public URL %q accepted", bad)
+		}
+	}
+}
+
+func TestMissingDataDir(t *testing.T) {
+	c := Defaults()
+	c.DataDir = t.TempDir() + "/nope"
+	if err := c.ValidateStorage(); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("err = %v", err)
+	}
+}

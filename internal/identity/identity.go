@@ -1,0 +1,244 @@
+// Package identity manages local users: normalised unique emails, display
+// names, roles, argon2id passwords and the disabled flag. Every change is
+// audited here, and a disable or password change tells the credential
+// caches to forget the user at once.
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/mail"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// ValidationError is a readable complaint about one input field.
+type ValidationError struct {
+	Field   string
+	Message string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Message }
+
+// ErrUserExists: the email is taken.
+var ErrUserExists = errors.New("a user with this email already exists")
+
+// NormalizeEmail trims and lower-cases an address and checks that it is one
+// plain address. Only ASCII is accepted: look-alike Unicode characters would
+// otherwise let two visually identical accounts exist (international domains
+// go in their punycode form).
+func NormalizeEmail(s string) (string, error) {
+	e := strings.ToLower(strings.TrimSpace(s))
+	switch {
+	case e == "":
+		return "", &ValidationError{"email", "is required"}
+	case len(e) > 254:
+		return "", &ValidationError{"email", "is too long (at most 254 characters)"}
+	}
+	for i := 0; i < len(e); i++ {
+		if e[i] < 0x21 || e[i] > 0x7e {
+			return "", &ValidationError{"email", "must be plain ASCII without spaces (use the punycode form for international domains)"}
+		}
+	}
+	addr, err := mail.ParseAddress(e)
+	if err != nil || addr.Address != e || addr.Name != "" {
+		return "", &ValidationError{"email", "is not a valid email address"}
+	}
+	local, domain, _ := strings.Cut(e, "@")
+	if local == "" || !strings.Contains(domain, ".") && domain != "localhost" {
+		return "", &ValidationError{"email", "is not a valid email address"}
+	}
+	return e, nil
+}
+
+// CheckDisplayName bounds a display name and refuses control characters.
+func CheckDisplayName(s string) (string, error) {
+	s = strings.TrimSpace(s)
+	if !utf8.ValidString(s) {
+		return "", &ValidationError{"name", "is not valid UTF-8 text"}
+	}
+	if utf8.RuneCountInString(s) > 200 {
+		return "", &ValidationError{"name", "is too long (at most 200 characters)"}
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) || r == '\u202e' || r == '\u202d' {
+			return "", &ValidationError{"name", "contains control characters"}
+		}
+	}
+	return s, nil
+}
+
+// CheckRoles validates role names: short lower-case tokens.
+func CheckRoles(roles []string) ([]string, error) {
+	out := make([]string, 0, len(roles))
+	for _, r := range roles {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if len(r) > 64 {
+			return nil, &ValidationError{"roles", fmt.Sprintf("role %q is too long (at most 64 characters)", r)}
+		}
+		for _, c := range r {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == ':' || c == '.') {
+				return nil, &ValidationError{"roles", fmt.Sprintf("role %q may only contain a-z, 0-9, '-', '_', ':' and '.'", r)}
+			}
+		}
+		out = append(out, r)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Service manages users.
+type Service struct {
+	st    store.Store
+	audit audit.Recorder
+	now   func() time.Time
+	// OnCredentialsChanged is called with a user id after a disable or a
+	// password change so credential caches drop the user immediately.
+	onChange []func(userID string)
+}
+
+// New returns a Service.
+func New(st store.Store, rec audit.Recorder) *Service {
+	return &Service{st: st, audit: rec, now: time.Now}
+}
+
+// OnCredentialsChanged registers fn to run after a user is disabled or
+// their password changes.
+func (s *Service) OnCredentialsChanged(fn func(userID string)) {
+	s.onChange = append(s.onChange, fn)
+}
+
+// NewUser describes a user to create.
+type NewUser struct {
+	Email    string
+	Name     string
+	Password string // empty: the user cannot log in with a password
+	Roles    []string
+}
+
+// Create validates and stores a new user.
+func (s *Service) Create(ctx context.Context, in NewUser) (store.User, error) {
+	email, err := NormalizeEmail(in.Email)
+	if err != nil {
+		return store.User{}, err
+	}
+	name, err := CheckDisplayName(in.Name)
+	if err != nil {
+		return store.User{}, err
+	}
+	roles, err := CheckRoles(in.Roles)
+	if err != nil {
+		return store.User{}, err
+	}
+	var hash string
+	if in.Password != "" {
+		if err := CheckPasswordPolicy(in.Password); err != nil {
+			return store.User{}, &ValidationError{"password", err.Error()}
+		}
+		hash = HashPassword(in.Password)
+	}
+	now := s.now()
+	u := store.User{
+		ID: store.NewID("usr"), Email: email, DisplayName: name, Roles: roles,
+		PasswordHash: hash, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := s.st.CreateUser(ctx, u); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return store.User{}, ErrUserExists
+		}
+		return store.User{}, err
+	}
+	s.audit.Record(ctx, audit.Event{
+		Type: audit.TypeUserCreated, Outcome: store.OutcomeAllow, UserID: u.ID,
+		Details: map[string]any{"email": u.Email, "roles": u.Roles, "actor": actor(ctx)},
+	})
+	return u, nil
+}
+
+// Get returns a user by id or by email.
+func (s *Service) Get(ctx context.Context, idOrEmail string) (store.User, error) {
+	if strings.Contains(idOrEmail, "@") {
+		email, err := NormalizeEmail(idOrEmail)
+		if err != nil {
+			return store.User{}, err
+		}
+		return s.st.GetUserByEmail(ctx, email)
+	}
+	return s.st.GetUser(ctx, idOrEmail)
+}
+
+// List returns all users ordered by email.
+func (s *Service) List(ctx context.Context) ([]store.User, error) { return s.st.ListUsers(ctx) }
+
+// SetDisabled disables or enables a user. Disabling makes every credential
+// of the user stop working at once: the key cache forgets the user here, and
+// verification checks the flag on every uncached lookup.
+func (s *Service) SetDisabled(ctx context.Context, id string, disabled bool) (store.User, error) {
+	var changed bool
+	u, err := s.st.UpdateUser(ctx, id, func(u store.User) (store.User, error) {
+		changed = u.Disabled != disabled
+		u.Disabled = disabled
+		if changed {
+			u.UpdatedAt = s.now()
+		}
+		return u, nil
+	})
+	if err != nil {
+		return u, err
+	}
+	if changed {
+		s.notify(u.ID)
+		typ := audit.TypeUserEnabled
+		if disabled {
+			typ = audit.TypeUserDisabled
+		}
+		s.audit.Record(ctx, audit.Event{Type: typ, Outcome: store.OutcomeAllow, UserID: u.ID,
+			Details: map[string]any{"email": u.Email, "actor": actor(ctx)}})
+	}
+	return u, nil
+}
+
+// SetPassword replaces a user's password after checking the policy.
+func (s *Service) SetPassword(ctx context.Context, id, password string) (store.User, error) {
+	if err := CheckPasswordPolicy(password); err != nil {
+		return store.User{}, &ValidationError{"password", err.Error()}
+	}
+	hash := HashPassword(password)
+	u, err := s.st.UpdateUser(ctx, id, func(u store.User) (store.User, error) {
+		u.PasswordHash = hash
+		u.UpdatedAt = s.now()
+		return u, nil
+	})
+	if err != nil {
+		return u, err
+	}
+	s.notify(u.ID)
+	s.audit.Record(ctx, audit.Event{Type: audit.TypeUserPassword, Outcome: store.OutcomeAllow, UserID: u.ID,
+		Details: map[string]any{"actor": actor(ctx)}})
+	return u, nil
+}
+
+func (s *Service) notify(userID string) {
+	for _, fn := range s.onChange {
+		fn(userID)
+	}
+}
+
+// actor names who made a change: the calling user, or the CLI.
+func actor(ctx context.Context) string {
+	if p := principal.From(ctx); p != nil {
+		return p.UserID
+	}
+	return "cli"
+}
