@@ -1,0 +1,293 @@
+// Package authn is the one place that turns a request's credential into a
+// principal.Principal. It answers refusals with the challenges of RFC 6750 §3
+// and RFC 9728 §5.1 and records every refusal, with its precise reason, in
+// the audit log. Clients learn only "invalid_token"; operators learn why.
+package authn
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/apikeys"
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/httpx"
+	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// KeyVerifier checks API keys (implemented by *apikeys.Service).
+type KeyVerifier interface {
+	Verify(ctx context.Context, plaintext string) (apikeys.Result, error)
+}
+
+// Options configure an Authenticator.
+type Options struct {
+	Keys                KeyVerifier
+	Users               func(ctx context.Context, id string) (store.User, error)
+	Audit               audit.Recorder
+	Resource            string   // the protected resource's URL (audit "resource")
+	ResourceMetadataURL string   // RFC 9728 metadata URL, sent in every challenge
+	Scopes              []string // the resource's scopes, advertised in the 401 challenge
+	AllowedOrigins      []string // browser origins allowed to call; others get 403
+	UserCacheTTL        time.Duration
+	Logger              *slog.Logger
+	OnDecision          func(method, outcome, reason string) // metrics
+}
+
+// Authenticator is the authentication middleware.
+type Authenticator struct {
+	opts    Options
+	origins map[string]bool
+	users   userCache
+}
+
+// New returns an Authenticator.
+func New(opts Options) *Authenticator {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.OnDecision == nil {
+		opts.OnDecision = func(string, string, string) {}
+	}
+	a := &Authenticator{opts: opts, origins: map[string]bool{}}
+	for _, o := range opts.AllowedOrigins {
+		a.origins[normalizeOrigin(o)] = true
+	}
+	a.users = userCache{ttl: opts.UserCacheTTL, entries: map[string]cachedUser{}}
+	return a
+}
+
+// InvalidateUser drops a user's cached profile (after a disable or change).
+func (a *Authenticator) InvalidateUser(id string) { a.users.drop(id) }
+
+// queryCredentialNames are query parameters that carry credentials in other
+// products. OAuth 2.1 §5.1.1 forbids access tokens in the query (they end up
+// in logs, history and Referer headers), so we refuse them loudly.
+var queryCredentialNames = []string{"access_token", "api_key", "apikey", "api-key", "key", "token", "x-api-key", "bearer"}
+
+// refusal is a decided rejection.
+type refusal struct {
+	status      int
+	reason      string
+	challenge   httpx.Challenge
+	description string // for bodies that are not challenges (403 origin)
+	keyID       string
+	userID      string
+	details     map[string]any
+}
+
+// Middleware authenticates every request and passes it on with a principal
+// in its context, or answers the refusal.
+func (a *Authenticator) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ref, err := a.authenticate(r)
+		if err != nil {
+			// Storage trouble: fail closed, without pretending the key is bad.
+			a.opts.Logger.Error("authentication unavailable", "err", err)
+			a.opts.OnDecision(principal.MethodAPIKey, store.OutcomeDeny, "error")
+			w.Header().Set("Retry-After", "5")
+			httpx.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again shortly")
+			return
+		}
+		if ref != nil {
+			a.refuse(w, r, ref)
+			return
+		}
+		a.opts.OnDecision(p.Method, store.OutcomeAllow, "")
+		next.ServeHTTP(w, r.WithContext(principal.With(r.Context(), p)))
+	})
+}
+
+func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
+	a.opts.OnDecision(principal.MethodAPIKey, store.OutcomeDeny, ref.reason)
+	a.opts.Audit.Record(r.Context(), audit.Event{
+		Type: audit.TypeAuthRejected, Outcome: store.OutcomeDeny, Reason: ref.reason,
+		UserID: ref.userID, CredentialID: ref.keyID, Resource: a.opts.Resource, Details: ref.details,
+	})
+	if ref.status == http.StatusForbidden && ref.challenge == (httpx.Challenge{}) {
+		httpx.WriteJSON(w, ref.status, httpx.OAuthError{Error: "forbidden", Description: ref.description})
+		return
+	}
+	ref.challenge.ResourceMetadata = a.opts.ResourceMetadataURL
+	httpx.WriteChallenge(w, ref.status, ref.challenge)
+}
+
+func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *refusal, error) {
+	if name := queryCredential(r.URL); name != "" {
+		return nil, &refusal{status: http.StatusBadRequest, reason: audit.ReasonQueryCredential,
+			challenge: httpx.Challenge{Error: "invalid_request",
+				Description: "credentials in the URL query are refused because URLs end up in logs; send the key in the Authorization header (Bearer) or X-API-Key"},
+			details: map[string]any{"parameter": name}}, nil
+	}
+	if origins := r.Header.Values("Origin"); len(origins) > 0 {
+		// DNS-rebinding and cross-site protection (MCP transports spec,
+		// "Security Warning": servers MUST validate the Origin header).
+		if len(origins) > 1 || !a.origins[normalizeOrigin(origins[0])] {
+			return nil, &refusal{status: http.StatusForbidden, reason: audit.ReasonOrigin,
+				description: "requests from this origin are not allowed",
+				details:     map[string]any{"origin": truncate(strings.Join(origins, ","), 200)}}, nil
+		}
+	}
+	auths := r.Header.Values("Authorization")
+	keys := r.Header.Values("X-Api-Key")
+	invalid := func(reason string, details map[string]any) *refusal {
+		return &refusal{status: http.StatusUnauthorized, reason: reason,
+			challenge: httpx.Challenge{Error: "invalid_token", Description: "the access token is invalid"}, details: details}
+	}
+	var token string
+	switch {
+	case len(auths)+len(keys) == 0:
+		return nil, &refusal{status: http.StatusUnauthorized, reason: audit.ReasonMissing,
+			challenge: httpx.Challenge{Scope: strings.Join(a.opts.Scopes, " ")}}, nil
+	case len(auths)+len(keys) > 1:
+		// RFC 6750 §3.1: more than one method → invalid_request (400).
+		return nil, &refusal{status: http.StatusBadRequest, reason: audit.ReasonAmbiguous,
+			challenge: httpx.Challenge{Error: "invalid_request", Description: "send exactly one credential: one Authorization header or one X-API-Key header"}}, nil
+	case len(keys) == 1:
+		token = strings.TrimSpace(keys[0])
+	default:
+		scheme, rest, ok := strings.Cut(strings.TrimSpace(auths[0]), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "authorization scheme is not Bearer"}), nil
+		}
+		token = strings.TrimSpace(rest)
+	}
+	if token == "" {
+		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "empty credential"}), nil
+	}
+	if !strings.HasPrefix(token, apikeys.KeyPrefix) {
+		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "not an mcpgate credential"}), nil
+	}
+	res, err := a.opts.Keys.Verify(r.Context(), token)
+	if err != nil {
+		reason := ""
+		switch {
+		case errors.Is(err, apikeys.ErrMalformed):
+			reason = audit.ReasonMalformed
+		case errors.Is(err, apikeys.ErrUnknown):
+			reason = audit.ReasonUnknown
+		case errors.Is(err, apikeys.ErrRevoked):
+			reason = audit.ReasonRevoked
+		case errors.Is(err, apikeys.ErrExpired):
+			reason = audit.ReasonExpired
+		case errors.Is(err, apikeys.ErrDisabledUser):
+			reason = audit.ReasonDisabledUser
+		default:
+			return nil, nil, err
+		}
+		ref := invalid(reason, nil)
+		if reason != audit.ReasonMalformed {
+			// The visible prefix is what users see in key lists; it is not secret.
+			ref.details = map[string]any{"key_prefix": apikeys.DisplayPrefix(token)}
+		}
+		// Refusals of a known key carry its id and owner so the audit
+		// event says whose key was refused.
+		var refused *apikeys.RefusedError
+		if errors.As(err, &refused) {
+			ref.keyID, ref.userID = refused.KeyID, refused.UserID
+		}
+		return nil, ref, nil
+	}
+	u, err := a.users.get(r.Context(), res.UserID(), a.opts.Users)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, invalid(audit.ReasonUnknown, map[string]any{"problem": "owner no longer exists"}), nil
+		}
+		return nil, nil, err
+	}
+	if u.Disabled {
+		ref := invalid(audit.ReasonDisabledUser, nil)
+		ref.keyID, ref.userID = res.KeyID(), u.ID
+		return nil, ref, nil
+	}
+	return &principal.Principal{
+		UserID: u.ID, Email: u.Email, Name: u.DisplayName, Roles: u.Roles,
+		Scopes: res.Scopes(), Method: principal.MethodAPIKey, CredentialID: res.KeyID(),
+		ExpiresAt: res.ExpiresAt(),
+	}, nil, nil
+}
+
+func queryCredential(u *url.URL) string {
+	if u.RawQuery == "" {
+		return ""
+	}
+	q := u.Query()
+	for name, values := range q {
+		for _, cred := range queryCredentialNames {
+			if strings.EqualFold(name, cred) {
+				return name
+			}
+		}
+		for _, v := range values {
+			if strings.HasPrefix(v, apikeys.KeyPrefix) {
+				return name
+			}
+		}
+	}
+	return ""
+}
+
+// normalizeOrigin lower-cases an origin and drops a default port, so that
+// "HTTPS://App.example.com:443" matches "https://app.example.com".
+func normalizeOrigin(o string) string {
+	o = strings.ToLower(strings.TrimRight(strings.TrimSpace(o), "/"))
+	o = strings.TrimSuffix(strings.TrimSuffix(o, ":443"), ":80")
+	return o
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// userCache keeps user profiles briefly so a cached key check does not cost
+// a user read. Disable and password changes drop entries immediately.
+type userCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[string]cachedUser
+}
+
+type cachedUser struct {
+	u     store.User
+	until time.Time
+}
+
+const userCacheMax = 10_000
+
+func (c *userCache) get(ctx context.Context, id string, load func(context.Context, string) (store.User, error)) (store.User, error) {
+	now := time.Now()
+	if c.ttl > 0 {
+		c.mu.Lock()
+		e, ok := c.entries[id]
+		c.mu.Unlock()
+		if ok && now.Before(e.until) {
+			return e.u, nil
+		}
+	}
+	u, err := load(ctx, id)
+	if err != nil || c.ttl <= 0 {
+		return u, err
+	}
+	c.mu.Lock()
+	if len(c.entries) >= userCacheMax {
+		clear(c.entries)
+	}
+	c.entries[id] = cachedUser{u: u, until: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return u, nil
+}
+
+func (c *userCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.mu.Unlock()
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/apikeys"
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/authn"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/demo"
+	"github.com/mcpgate/mcpgate/internal/httpx"
+	"github.com/mcpgate/mcpgate/internal/mcpserver"
+	"github.com/mcpgate/mcpgate/internal/metrics"
+	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// Version is stamped at build time (-ldflags "-X …/server.Version=v1.2.3");
+// otherwise the module version from the build info, or "dev".
+var Version = ""
+
+// VersionString returns the version to report.
+func VersionString() string {
+	if Version != "" {
+		return Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Server is a built mcpgate server, ready to serve.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	core    *Core
+	metrics *metrics.Metrics
+	mcp     *mcpserver.Handler
+	authn   *authn.Authenticator
+	handler http.Handler
+}
+
+// New opens the store, builds every component and, with --demo, makes sure
+// the demo users and ledger exist (printing new secrets once to out).
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	m := metrics.New()
+	core, err := OpenCore(ctx, cfg, log, func(e audit.Event) {
+		switch e.Type {
+		case audit.TypeToolCalled:
+			outcome := e.Outcome
+			if isErr, _ := e.Details["is_error"].(bool); isErr {
+				outcome = "error"
+			}
+			m.ToolCalls.WithLabelValues(e.Tool, outcome).Inc()
+		case audit.TypeToolDenied:
+			m.ToolCalls.WithLabelValues(e.Tool, store.OutcomeDeny).Inc()
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, core: core, metrics: m}
+	if err := s.build(ctx, out); err != nil {
+		core.Close(context.Background())
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Server) build(ctx context.Context, out io.Writer) error {
+	cfg := s.cfg
+	reg := mcpserver.NewRegistry()
+	if cfg.Demo {
+		if err := bootstrapDemo(ctx, s.core, out); err != nil {
+			return err
+		}
+		demo.Register(reg, s.core.DB)
+	}
+	// Reserve the key cache's scope slots for the real scopes, so keys with
+	// made-up scopes cannot push them out of the cacheable set.
+	if err := apikeys.RegisterScopes(reg.AllScopes()...); err != nil {
+		return err
+	}
+	s.mcp = mcpserver.New(mcpserver.Options{
+		Name: "mcpgate", Version: VersionString(), Registry: reg, Audit: s.core.Audit,
+		ResourceURL: cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
+		MaxBodyBytes: cfg.MaxBodyBytes, SessionTimeout: cfg.MCPSessionTimeout, Logger: s.log,
+	})
+	origins := append([]string{cfg.BaseURL()}, cfg.AllowedOrigins...)
+	s.authn = authn.New(authn.Options{
+		Keys: s.core.Keys, Users: s.core.DB.GetUser, Audit: s.core.Audit,
+		Resource: cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
+		Scopes: reg.AllScopes(), AllowedOrigins: origins, UserCacheTTL: cfg.KeyCacheTTL, Logger: s.log,
+		OnDecision: func(method, outcome, reason string) {
+			s.metrics.AuthDecisions.WithLabelValues(method, outcome, reason).Inc()
+		},
+	})
+	s.core.Users.OnCredentialsChanged(s.authn.InvalidateUser)
+
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", s.authn.Middleware(s.mcp))
+	prm := oauth.ProtectedResourceHandler(oauth.ProtectedResourceMetadata{
+		Resource:               cfg.MCPURL(),
+		ScopesSupported:        reg.AllScopes(),
+		BearerMethodsSupported: []string{"header"},
+		ResourceName:           "mcpgate",
+	})
+	// RFC 9728 §3.1: the well-known suffix is inserted before the resource's
+	// path; clients that only know the origin try the root form.
+	mux.Handle("/.well-known/oauth-protected-resource/mcp", prm)
+	mux.Handle("/.well-known/oauth-protected-resource", prm)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpx.WriteJSON(w, http.StatusNotFound, httpx.OAuthError{Error: "not_found", Description: "no such endpoint; the MCP endpoint is " + cfg.MCPURL()})
+	})
+	s.handler = httpx.Common(mux, s.log, cfg.MaxBodyBytes, func(r *http.Request, route string, status int, d time.Duration) {
+		if route == "" {
+			route = "unmatched"
+		}
+		s.metrics.ObserveRequest(route, status, d)
+	})
+	return nil
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.core.DB.Ping(ctx); err != nil {
+		s.log.Warn("readiness check failed", "err", err)
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": "database unreachable"})
+		return
+	}
+	httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Handler is the whole HTTP surface (for tests and embedding).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Core exposes the services (for tests and the CLI).
+func (s *Server) Core() *Core { return s.core }
+
+// Metrics exposes the collectors (for tests).
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// Run serves until ctx is cancelled, then shuts down gracefully: stop
+// accepting, let requests drain (up to the shutdown timeout), flush
+// last-used times and audit events, close the store. ready, when not nil,
+// receives the bound address once listening.
+func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		s.Close()
+		return fmt.Errorf("listening on %s: %w", s.cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	srv.RegisterOnShutdown(s.mcp.Close)
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	var msrv *http.Server
+	if s.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", s.cfg.MetricsAddr)
+		if err != nil {
+			srv.Close()
+			s.Close()
+			return fmt.Errorf("listening on metrics address %s: %w", s.cfg.MetricsAddr, err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", s.metrics.Handler())
+		msrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- msrv.Serve(mln) }()
+		s.log.Info("metrics listening", "addr", mln.Addr().String())
+	}
+	keysCtx, stopKeys := context.WithCancel(context.Background())
+	go s.core.Keys.Run(keysCtx)
+	s.log.Info("mcpgate listening", "addr", ln.Addr().String(), "mcp_url", s.cfg.MCPURL(), "version", VersionString(), "demo", s.cfg.Demo)
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	s.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		s.log.Warn("requests still running at shutdown timeout; closing them", "err", err)
+		srv.Close()
+	}
+	if msrv != nil {
+		msrv.Shutdown(sctx)
+	}
+	stopKeys()
+	if err := s.Close(); err != nil {
+		s.log.Error("closing", "err", err)
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}
+
+// Close flushes and closes the core (store, audit, key last-used).
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return s.core.Close(ctx)
+}
