@@ -157,6 +157,22 @@ func (s *Server) Core() *Core { return s.core }
 // Metrics exposes the collectors (for tests).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 
+// HTTPServer returns the http.Server mcpgate serves with: header size and
+// read-header time are bounded (a slow or huge header cannot pin a
+// connection); there is no write timeout because MCP responses may be
+// long-lived SSE streams.
+func (s *Server) HTTPServer() *http.Server {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	srv.RegisterOnShutdown(s.mcp.Close)
+	return srv
+}
+
 // Run serves until ctx is cancelled, then shuts down gracefully: stop
 // accepting, let requests drain (up to the shutdown timeout), flush
 // last-used times and audit events, close the store. ready, when not nil,
@@ -167,15 +183,8 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 		s.Close()
 		return fmt.Errorf("listening on %s: %w", s.cfg.Addr, err)
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	srv.RegisterOnShutdown(s.mcp.Close)
+	srv := s.HTTPServer()
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
 	var msrv *http.Server

@@ -56,6 +56,7 @@ func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
 		t.Fatal(err)
 	}
 	ts := httptest.NewUnstartedServer(srv.Handler())
+	ts.Config = srv.HTTPServer() // the production limits (header size, timeouts)
 	ts.Listener.Close()
 	ts.Listener = ln
 	ts.Start()
@@ -456,5 +457,70 @@ func TestRevocationTakesEffectAtOnce(t *testing.T) {
 	}
 	if ev := e.lastAudit(audit.TypeAuthRejected); ev.Reason != audit.ReasonRevoked || ev.CredentialID != k.ID {
 		t.Errorf("refusal event = %+v", ev)
+	}
+}
+
+// TestHostileCredentials: whatever a caller puts in the credential headers,
+// the answer is a clean 401/400/431, never a 500, and the audit log gets a
+// precise reason without the hostile value's secret part.
+func TestHostileCredentials(t *testing.T) {
+	e := newEnv(t)
+	bob := e.keys["bob@example.com"]
+	for _, tc := range []struct {
+		name   string
+		h      http.Header
+		status int
+	}{
+		{"sql metacharacters", bearer("mcpg_' OR '1'='1' --"), 401},
+		{"right length, sql inside", bearer("mcpg_" + strings.Repeat("'", 49)), 401},
+		{"unicode look-alike", bearer(strings.Replace(bob, bob[10:11], "ѕ", 1)), 401},
+		{"key plus junk", bearer(bob + "x"), 401},
+		{"bearer without token", http.Header{"Authorization": {"Bearer"}}, 401},
+		{"bearer spaces", http.Header{"Authorization": {"Bearer    "}}, 401},
+		{"lower-case scheme works", http.Header{"Authorization": {"bearer " + bob}}, 200},
+		{"empty x-api-key", http.Header{"X-Api-Key": {""}}, 401},
+		{"60 KB key", bearer("mcpg_" + strings.Repeat("A", 60<<10)), 401},
+		{"200 KB header", bearer("mcpg_" + strings.Repeat("A", 200<<10)), 431},
+		{"NUL in key", bearer("mcpg_\x00" + strings.Repeat("A", 48)), 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", e.base+"/mcp", strings.NewReader(initBody))
+			req.Header = tc.h.Clone()
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Accept", "application/json, text/event-stream")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				// The client itself refuses some values (NUL): nothing reached the server.
+				if strings.Contains(err.Error(), "invalid header field value") {
+					return
+				}
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("status = %d, want %d", resp.StatusCode, tc.status)
+			}
+		})
+	}
+}
+
+func TestGarbageJSONRPC(t *testing.T) {
+	e := newEnv(t)
+	h := bearer(e.keys["alice@example.com"])
+	for _, body := range []string{
+		``, `{`, `[]`, `null`, `"x"`, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":"nope"}`,
+		`{"jsonrpc":"2.0","id":{"a":1},"method":"tools/call","params":{"name":"transfer"}}`,
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000),
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"transfer","NAME":"getAccountBalance"}} trailing`,
+	} {
+		resp := post(t, e.base+"/mcp", h, body)
+		if resp.StatusCode >= 500 || resp.StatusCode == 200 && strings.Contains(body, "transfer") {
+			t.Errorf("body %.40q: status %d", body, resp.StatusCode)
+		}
+	}
+	bal, _ := e.srv.Core().DB.LedgerBalance(context.Background(), e.ids["alice@example.com"])
+	if bal != 180 {
+		t.Errorf("garbage moved money: balance %d", bal)
 	}
 }
