@@ -27,7 +27,7 @@ import (
 // env is a real mcpgate (demo mode, SQLite in a temp dir) behind a real
 // loopback listener.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *server.Server
 	ts   *httptest.Server
 	base string
@@ -35,7 +35,7 @@ type env struct {
 	ids  map[string]string // demo email → user id
 }
 
-func newEnv(t *testing.T, mutate ...func(*config.Config)) *env {
+func newEnv(t testing.TB, mutate ...func(*config.Config)) *env {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
