@@ -105,7 +105,12 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 }
 
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
-	a.opts.OnDecision(principal.MethodAPIKey, store.OutcomeDeny, ref.reason)
+	method := principal.MethodAPIKey
+	switch ref.reason {
+	case audit.ReasonMissing, audit.ReasonQueryCredential, audit.ReasonOrigin, audit.ReasonAmbiguous:
+		method = "none" // refused before any credential was examined
+	}
+	a.opts.OnDecision(method, store.OutcomeDeny, ref.reason)
 	a.opts.Audit.Record(r.Context(), audit.Event{
 		Type: audit.TypeAuthRejected, Outcome: store.OutcomeDeny, Reason: ref.reason,
 		UserID: ref.userID, CredentialID: ref.keyID, Resource: a.opts.Resource, Details: ref.details,
