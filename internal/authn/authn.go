@@ -63,6 +63,9 @@ func New(opts Options) *Authenticator {
 	return a
 }
 
+// OriginAllowed reports whether a browser origin may call the resource.
+func (a *Authenticator) OriginAllowed(origin string) bool { return a.origins[normalizeOrigin(origin)] }
+
 // InvalidateUser drops a user's cached profile (after a disable or change).
 func (a *Authenticator) InvalidateUser(id string) { a.users.drop(id) }
 
@@ -133,7 +136,7 @@ func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *re
 	if origins := r.Header.Values("Origin"); len(origins) > 0 {
 		// DNS-rebinding and cross-site protection (MCP transports spec,
 		// "Security Warning": servers MUST validate the Origin header).
-		if len(origins) > 1 || !a.origins[normalizeOrigin(origins[0])] {
+		if len(origins) > 1 || !a.OriginAllowed(origins[0]) {
 			return nil, &refusal{status: http.StatusForbidden, reason: audit.ReasonOrigin,
 				description: "requests from this origin are not allowed",
 				details:     map[string]any{"origin": truncate(strings.Join(origins, ","), 200)}}, nil

@@ -110,7 +110,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	s.core.Users.OnCredentialsChanged(s.authn.InvalidateUser)
 
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", s.authn.Middleware(s.mcp))
+	mux.Handle("/mcp", httpx.CORS(s.authn.OriginAllowed, s.authn.Middleware(s.mcp)))
 	prm := oauth.ProtectedResourceHandler(oauth.ProtectedResourceMetadata{
 		Resource:               cfg.MCPURL(),
 		ScopesSupported:        reg.AllScopes(),

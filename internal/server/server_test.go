@@ -524,3 +524,43 @@ func TestGarbageJSONRPC(t *testing.T) {
 		t.Errorf("garbage moved money: balance %d", bal)
 	}
 }
+
+// TestCORSForBrowserClients: a browser client on an allowed origin gets its
+// preflight answered and can read the session id; other origins get nothing.
+func TestCORSForBrowserClients(t *testing.T) {
+	e := newEnv(t, func(c *config.Config) { c.AllowedOrigins = []string{"http://localhost:6274"} })
+	preflight := func(origin string) *http.Response {
+		req, _ := http.NewRequest("OPTIONS", e.base+"/mcp", nil)
+		req.Header.Set("Origin", origin)
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type, mcp-protocol-version")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	resp := preflight("http://localhost:6274")
+	if resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:6274" ||
+		!strings.Contains(resp.Header.Get("Access-Control-Allow-Headers"), "Authorization") {
+		t.Errorf("allowed preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	if resp := preflight("https://evil.example"); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("foreign preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	h := bearer(e.keys["alice@example.com"])
+	h.Set("Origin", "http://localhost:6274")
+	req, _ := http.NewRequest("POST", e.base+"/mcp", strings.NewReader(initBody))
+	req.Header = h
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	r2, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 200 || !strings.Contains(r2.Header.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
+		t.Errorf("allowed origin request: %d %v", r2.StatusCode, r2.Header)
+	}
+}
