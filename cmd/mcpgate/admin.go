@@ -17,6 +17,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/server"
 	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 )
 
 func (a *app) migrateCmd() *cobra.Command {
@@ -34,27 +35,41 @@ func (a *app) migrateCmd() *cobra.Command {
 		},
 	})
 	cmd.AddCommand(&cobra.Command{
-		Use: "status", Short: "List migrations and whether they are applied", Args: cobra.NoArgs,
+		Use: "status", Short: "List migrations and whether they are applied (applies nothing)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			// Not openCore: that migrates, and status must show what is
+			// pending before an upgrade, not apply it.
+			if err := a.configError(a.cfg.ValidateStorage); err != nil {
+				return err
+			}
+			db, err := sqlstore.Open(cmd.Context(), a.cfg.DatabaseURLOrDefault())
 			if err != nil {
 				return err
 			}
-			defer c.Close(cmd.Context())
-			st, err := c.DB.MigrationStatus(cmd.Context())
+			defer db.Close()
+			st, err := db.MigrationStatus(cmd.Context())
 			if err != nil {
 				return err
 			}
+			pending := 0
 			tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "VERSION\tNAME\tAPPLIED")
 			for _, m := range st {
 				applied := "pending"
-				if m.Applied {
+				if !m.Applied {
+					pending++
+				} else {
 					applied = m.AppliedAt.UTC().Format(time.RFC3339)
 				}
 				fmt.Fprintf(tw, "%d\t%s\t%s\n", m.Version, m.Name, applied)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if pending > 0 {
+				fmt.Fprintf(a.stderr, "%d migration(s) pending: run mcpgate migrate up (serve and the other commands also apply them)\n", pending)
+			}
+			return nil
 		},
 	})
 	return cmd
@@ -94,7 +109,7 @@ func (a *app) userCmd() *cobra.Command {
 			defer c.Close(cmd.Context())
 			u, err := c.Users.Create(cmd.Context(), identity.NewUser{Email: args[0], Name: name, Password: pw, Roles: splitList(roles)})
 			if err != nil {
-				return err
+				return userInputErr(args[0], err)
 			}
 			fmt.Fprintln(a.stdout, u.ID)
 			if pw == "" {
@@ -184,7 +199,7 @@ func (a *app) userCmd() *cobra.Command {
 				return userErr(args[0], err)
 			}
 			if _, err := c.Users.SetPassword(cmd.Context(), u.ID, pw); err != nil {
-				return err
+				return userInputErr(args[0], err)
 			}
 			fmt.Fprintf(a.stderr, "password of %s changed\n", u.Email)
 			return nil
@@ -200,7 +215,31 @@ func userErr(who string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("no user %q", who)
 	}
-	return err
+	return userInputErr(who, err)
+}
+
+// userInputErr names the flag or argument an identity validation error is
+// about. An email is quoted in ASCII (%+q), so a look-alike Unicode letter
+// shows as \u0430 rather than as a convincing "a".
+func userInputErr(email string, err error) error {
+	var ve *identity.ValidationError
+	switch {
+	case errors.Is(err, identity.ErrUserExists):
+		return fmt.Errorf("%s: %w", strings.ToLower(strings.TrimSpace(email)), err)
+	case !errors.As(err, &ve):
+		return err
+	}
+	switch ve.Field {
+	case "email":
+		if len(email) > 100 {
+			email = email[:100] + "…"
+		}
+		return fmt.Errorf("email %+q: %s", email, ve.Message)
+	case "password":
+		return errors.New(ve.Message) // already reads "password is too short: …"
+	default:
+		return fmt.Errorf("--%s: %s", ve.Field, ve.Message)
+	}
 }
 
 func userJSON(u store.User) map[string]any {
@@ -229,7 +268,7 @@ func (a *app) keyCmd() *cobra.Command {
 			}
 			plain, k, err := c.Keys.Issue(cmd.Context(), apikeys.IssueRequest{UserID: u.ID, Name: name, Scopes: splitList(scopes), ExpiresAt: exp})
 			if err != nil {
-				return err
+				return keyInputErr(err, user, expires)
 			}
 			fmt.Fprintln(a.stdout, plain)
 			fmt.Fprintf(a.stderr, "created key %s (%s) for %s, scopes [%s], expires %s. The key is shown only this once.\n",
@@ -311,6 +350,23 @@ func (a *app) keyCmd() *cobra.Command {
 	return cmd
 }
 
+// keyInputErr names the flag an apikeys validation error is about.
+func keyInputErr(err error, user, expires string) error {
+	var ve *apikeys.ValidationError
+	if !errors.As(err, &ve) {
+		return err
+	}
+	switch ve.Field {
+	case "user_id":
+		return fmt.Errorf("--user %q: %s", user, ve.Message)
+	case "expires_at":
+		return fmt.Errorf("--expires %q: %s", expires, ve.Message)
+	case "name", "scopes":
+		return fmt.Errorf("--%s: %s", ve.Field, ve.Message)
+	}
+	return err
+}
+
 func keyStatus(k store.APIKey, now time.Time) string {
 	switch {
 	case !k.RevokedAt.IsZero():
@@ -339,7 +395,7 @@ func (a *app) auditCmd() *cobra.Command {
 			if outcome != "" && outcome != store.OutcomeAllow && outcome != store.OutcomeDeny {
 				return fmt.Errorf("--outcome %q: must be allow or deny", outcome)
 			}
-			if limit < 0 || limit > 1000 {
+			if limit < 1 || limit > 1000 {
 				return fmt.Errorf("--limit %d: must be between 1 and 1000", limit)
 			}
 			c, err := a.openCore(cmd.Context())

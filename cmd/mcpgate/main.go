@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/server"
@@ -32,6 +34,43 @@ type app struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	envErr error // bad MCPGATE_* values, reported with the validation errors
+}
+
+// envAnnotation marks the flags that are configuration (storage, logging,
+// serve) and therefore have an MCPGATE_* twin. Command arguments such as
+// `key list --user` or `user add --password-stdin` have none: a stray
+// MCPGATE_USER in the environment must not silently filter a listing.
+const envAnnotation = "mcpgate/env"
+
+func markConfigFlags(fs *pflag.FlagSet) {
+	fs.VisitAll(func(f *pflag.Flag) {
+		fs.SetAnnotation(f.Name, envAnnotation, []string{config.EnvName(f.Name)})
+	})
+}
+
+// applyConfigEnv applies the environment twins of fs's configuration flags.
+func applyConfigEnv(fs *pflag.FlagSet, getenv func(string) string) error {
+	twins := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) {
+		if _, ok := f.Annotations[envAnnotation]; ok {
+			twins[config.EnvName(f.Name)] = true
+		}
+	})
+	return config.ApplyEnv(fs, func(name string) string {
+		if !twins[name] {
+			return ""
+		}
+		return getenv(name)
+	})
+}
+
+// configError joins bad environment values with validate's complaints.
+func (a *app) configError(validate func() error) error {
+	if err := errors.Join(a.envErr, validate()); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return nil
 }
 
 func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
@@ -42,10 +81,10 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			// Environment twins fill flags not given on the command line.
-			if err := config.ApplyEnv(cmd.Flags(), os.Getenv); err != nil {
-				return err
-			}
+			// Environment twins fill configuration flags not given on the
+			// command line. A bad value is reported together with the
+			// other configuration problems, so all are listed at once.
+			a.envErr = applyConfigEnv(cmd.Flags(), os.Getenv)
 			return nil
 		},
 	}
@@ -53,6 +92,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	a.cfg.RegisterStorage(root.PersistentFlags())
+	markConfigFlags(root.PersistentFlags())
 	root.AddCommand(a.serveCmd(), a.migrateCmd(), a.userCmd(), a.keyCmd(), a.auditCmd(), a.versionCmd())
 	return root
 }
@@ -78,8 +118,8 @@ func (a *app) logger() *slog.Logger {
 
 // openCore validates the storage settings and opens the database.
 func (a *app) openCore(ctx context.Context) (*server.Core, error) {
-	if err := a.cfg.ValidateStorage(); err != nil {
-		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	if err := a.configError(a.cfg.ValidateStorage); err != nil {
+		return nil, err
 	}
 	return server.OpenCore(ctx, a.cfg, a.logger(), nil)
 }
@@ -90,6 +130,9 @@ func (a *app) serveCmd() *cobra.Command {
 		Short: "Run the mcpgate server",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := a.configError(a.cfg.Validate); err != nil {
+				return err
+			}
 			log := a.logger()
 			srv, err := server.New(cmd.Context(), a.cfg, log, a.stdout)
 			if err != nil {
@@ -99,6 +142,7 @@ func (a *app) serveCmd() *cobra.Command {
 		},
 	}
 	a.cfg.RegisterServe(cmd.Flags())
+	markConfigFlags(cmd.Flags())
 	return cmd
 }
 

@@ -7,6 +7,7 @@ package audit
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/httpx"
@@ -72,6 +73,9 @@ type Writer struct {
 	sync chan chan struct{}
 	done chan struct{}
 	stop chan struct{}
+
+	mu     sync.RWMutex // guards closed; see Record
+	closed bool
 }
 
 // NewWriter starts a writer; Close stops it after writing what is queued.
@@ -119,12 +123,17 @@ func (w *Writer) Record(ctx context.Context, e Event) {
 	if w.opts.OnEvent != nil {
 		w.opts.OnEvent(e)
 	}
-	select {
-	case w.ch <- e:
-	case <-w.done:
+	// The read lock orders every send before Close's drain: once closed is
+	// set no send can start, and every send that started has landed in the
+	// channel, which the loop drains before it exits.
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
 		// Closed: write directly so nothing is lost during shutdown races.
 		w.write([]Event{e})
+		return
 	}
+	w.ch <- e
 }
 
 // Flush waits until every event recorded before the call is in the store.
@@ -145,12 +154,16 @@ func (w *Writer) Flush(ctx context.Context) error {
 	}
 }
 
-// Close writes everything queued and stops the writer.
+// Close writes everything queued and stops the writer. Events recorded
+// after Close are written synchronously.
 func (w *Writer) Close() {
-	select {
-	case <-w.stop:
+	w.mu.Lock()
+	already := w.closed
+	w.closed = true
+	w.mu.Unlock()
+	if already {
+		<-w.done
 		return
-	default:
 	}
 	close(w.stop)
 	<-w.done

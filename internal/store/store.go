@@ -59,6 +59,7 @@ type APIKey struct {
 	ExpiresAt  time.Time // zero: never expires
 	LastUsedAt time.Time // zero: never used
 	RevokedAt  time.Time // zero: not revoked
+	SessionID  string    // kind session: the browser session the key belongs to (revoked with it)
 }
 
 // Active reports whether the key is neither revoked nor expired at now.
