@@ -25,7 +25,6 @@ const (
 	TypeUserPassword   = "user.password_changed"
 	TypeKeyCreated     = "key.created"
 	TypeKeyRevoked     = "key.revoked"
-	TypeAuthAccepted   = "auth.accepted"
 	TypeAuthRejected   = "auth.rejected"
 	TypeToolCalled     = "tool.called"
 	TypeToolDenied     = "tool.denied"

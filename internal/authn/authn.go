@@ -148,11 +148,18 @@ func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *re
 		return &refusal{status: http.StatusUnauthorized, reason: reason,
 			challenge: httpx.Challenge{Error: "invalid_token", Description: "the access token is invalid"}, details: details}
 	}
+	// RFC 6750 §3.1: "If the request lacks any authentication information
+	// (e.g., the client was unaware that authentication is necessary or
+	// attempted using an unsupported authentication method), the resource
+	// server SHOULD NOT include an error code or other error information."
+	noBearer := func(reason string, details map[string]any) *refusal {
+		return &refusal{status: http.StatusUnauthorized, reason: reason,
+			challenge: httpx.Challenge{Scope: strings.Join(a.opts.Scopes, " ")}, details: details}
+	}
 	var token string
 	switch {
 	case len(auths)+len(keys) == 0:
-		return nil, &refusal{status: http.StatusUnauthorized, reason: audit.ReasonMissing,
-			challenge: httpx.Challenge{Scope: strings.Join(a.opts.Scopes, " ")}}, nil
+		return nil, noBearer(audit.ReasonMissing, nil), nil
 	case len(auths)+len(keys) > 1:
 		// RFC 6750 §3.1: more than one method → invalid_request (400).
 		return nil, &refusal{status: http.StatusBadRequest, reason: audit.ReasonAmbiguous,
@@ -161,13 +168,15 @@ func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *re
 		token = strings.TrimSpace(keys[0])
 	default:
 		scheme, rest, ok := strings.Cut(strings.TrimSpace(auths[0]), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") {
-			return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "authorization scheme is not Bearer"}), nil
+		if !strings.EqualFold(scheme, "Bearer") {
+			return nil, noBearer(audit.ReasonMalformed, map[string]any{"problem": "authorization scheme is not Bearer"}), nil
 		}
-		token = strings.TrimSpace(rest)
+		if ok {
+			token = strings.TrimSpace(rest)
+		}
 	}
 	if token == "" {
-		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "empty credential"}), nil
+		return nil, noBearer(audit.ReasonMalformed, map[string]any{"problem": "empty credential"}), nil
 	}
 	if !strings.HasPrefix(token, apikeys.KeyPrefix) {
 		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "not an mcpgate credential"}), nil
@@ -221,21 +230,24 @@ func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *re
 	}, nil, nil
 }
 
+// queryCredential scans the raw query itself, splitting on both '&' and ';':
+// url.Query silently drops pairs that contain ';', which would let
+// "?x=1;token=…" slip past.
 func queryCredential(u *url.URL) string {
-	if u.RawQuery == "" {
-		return ""
-	}
-	q := u.Query()
-	for name, values := range q {
+	for _, pair := range strings.FieldsFunc(u.RawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		rawName, rawValue, _ := strings.Cut(pair, "=")
+		name, err1 := url.QueryUnescape(rawName)
+		value, err2 := url.QueryUnescape(rawValue)
+		if err1 != nil || err2 != nil {
+			name, value = rawName, rawValue
+		}
 		for _, cred := range queryCredentialNames {
 			if strings.EqualFold(name, cred) {
-				return name
+				return truncate(name, 64)
 			}
 		}
-		for _, v := range values {
-			if strings.HasPrefix(v, apikeys.KeyPrefix) {
-				return name
-			}
+		if strings.Contains(value, apikeys.KeyPrefix) || strings.Contains(name, apikeys.KeyPrefix) {
+			return truncate(strings.ReplaceAll(name, apikeys.KeyPrefix, "…"), 64)
 		}
 	}
 	return ""
@@ -245,7 +257,12 @@ func queryCredential(u *url.URL) string {
 // "HTTPS://App.example.com:443" matches "https://app.example.com".
 func normalizeOrigin(o string) string {
 	o = strings.ToLower(strings.TrimRight(strings.TrimSpace(o), "/"))
-	o = strings.TrimSuffix(strings.TrimSuffix(o, ":443"), ":80")
+	switch {
+	case strings.HasPrefix(o, "https://"):
+		o = strings.TrimSuffix(o, ":443")
+	case strings.HasPrefix(o, "http://"):
+		o = strings.TrimSuffix(o, ":80")
+	}
 	return o
 }
 

@@ -170,13 +170,25 @@ func (c *Config) Validate() error {
 	if err := c.ValidateStorage(); err != nil {
 		errs = append(errs, err.Error())
 	}
-	if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+	addrOK := false
+	if host, port, err := net.SplitHostPort(c.Addr); err != nil {
 		errs = append(errs, fmt.Sprintf("--addr %q: must be host:port (for example 127.0.0.1:8080)", c.Addr))
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		errs = append(errs, fmt.Sprintf("--addr %q: port must be a number from 0 to 65535", c.Addr))
+	} else {
+		addrOK = true
+		if c.PublicURL == "" && host != "" && !IsLoopbackHost(host) {
+			// Listening beyond this machine: clients need to be told the
+			// real (https) URL; a derived http://localhost one would be wrong.
+			errs = append(errs, fmt.Sprintf("--addr %q listens beyond this machine: set --public-url to the https URL clients use", c.Addr))
+		} else if c.PublicURL == "" && host == "" {
+			errs = append(errs, fmt.Sprintf("--addr %q listens on every interface: set --public-url to the https URL clients use (or listen on 127.0.0.1)", c.Addr))
+		}
 	}
-	if msg := checkPublicURL(c.BaseURL()); msg != "" {
-		errs = append(errs, "--public-url "+strconv.Quote(c.PublicURL)+": "+msg)
+	if c.PublicURL != "" || addrOK {
+		if msg := checkPublicURL(c.BaseURL()); msg != "" {
+			errs = append(errs, "--public-url "+strconv.Quote(c.PublicURL)+": "+msg)
+		}
 	}
 	for _, o := range c.AllowedOrigins {
 		if msg := checkOrigin(o); msg != "" {

@@ -88,6 +88,27 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 	}
 }
 
+func TestNonLoopbackAddrNeedsPublicURL(t *testing.T) {
+	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.0.2.10:8080"} {
+		c := Defaults()
+		c.DataDir = t.TempDir()
+		c.Addr = addr
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "set --public-url") {
+			t.Errorf("addr %s without a public URL: %v", addr, err)
+		}
+		c.PublicURL = "https://mcp.example.com"
+		if err := c.Validate(); err != nil {
+			t.Errorf("addr %s with a public URL: %v", addr, err)
+		}
+	}
+	c := Defaults()
+	c.DataDir = t.TempDir()
+	c.Addr = "nonsense"
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "--public-url") {
+		t.Errorf("a bad --addr also blames the (unset) public URL: %v", err)
+	}
+}
+
 func TestValidateAcceptsDefaultsAndHTTPS(t *testing.T) {
 	c := Defaults()
 	c.DataDir = t.TempDir()

@@ -320,7 +320,9 @@ func (h *Handler) refuseSession(w http.ResponseWriter, r *http.Request, p *princ
 		UserID:       p.UserID,
 		CredentialID: p.CredentialID,
 		Resource:     h.opts.ResourceURL,
-		Details:      map[string]any{"session": sessionRef(sid), "session_owner": owner, "method": r.Method},
+		// The session's owner is not named: this event is the caller's own
+		// activity, and users will be able to read it.
+		Details: map[string]any{"session": sessionRef(sid), "method": r.Method},
 	})
 	httpx.WriteOAuthError(w, http.StatusForbidden, "forbidden", "session belongs to another user")
 }

@@ -31,8 +31,9 @@ func (r *recorder) Record(_ context.Context, e audit.Event) {
 }
 
 // The HTTP policy refuses calls without scopes before the SDK sees them;
-// the tool wrapper checks again in case a request ever gets past it. Drive
-// the SDK handler directly, behind the bridge but without the policy.
+// the SDK middleware checks again, on the name as the SDK parsed it, in case
+// a request ever gets past the policy (a parser differential). Drive the SDK
+// handler directly, behind the bridge but without the policy.
 func TestToolWrapperRechecksScopes(t *testing.T) {
 	ran := false
 	reg := NewRegistry()
@@ -62,13 +63,13 @@ func TestToolWrapperRechecksScopes(t *testing.T) {
 		t.Fatal("the tool ran without its scope")
 	}
 	out := w.Body.String()
-	if !strings.Contains(out, `"isError":true`) || !strings.Contains(out, `insufficient scope: tool \"write\" requires scope t:write`) {
+	if !strings.Contains(out, `"code":-32003`) || !strings.Contains(out, `insufficient scope: tool \"write\" requires scope t:write`) {
 		t.Errorf("response = %s", out)
 	}
 	want := []audit.Event{{
 		Type: audit.TypeToolDenied, Outcome: "deny", Reason: audit.ReasonMissingScopes, Tool: "write",
 		UserID: "usr_bob", CredentialID: "key_bob", Resource: "https://r",
-		Details: map[string]any{"missing": []string{"t:write"}, "required": []string{"t:write"}, "layer": "tool"},
+		Details: map[string]any{"missing": []string{"t:write"}, "required": []string{"t:write"}, "layer": "sdk"},
 	}}
 	if diff := cmp.Diff(want, rec.events); diff != "" {
 		t.Errorf("audit (-want +got):\n%s", diff)
@@ -109,7 +110,12 @@ func TestDecide(t *testing.T) {
 		{"batch", reader, ` [{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"write"}}]`, true, true, false, []string{"read:", "write:w"}},
 		{"batch with junk", reader, `[1,{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read"}}]`, false, false, false, nil},
 		{"case-variant key ignored", reader, `{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"name":"write"}}`, true, false, true, nil},
-		{"last duplicate wins", reader, `{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"read","name":"write"}}`, true, false, false, []string{"write:w"}},
+		// Duplicate keys: decoders disagree on which wins (and whether null
+		// overrides), so they are refused, at any depth.
+		{"duplicate method", reader, `{"jsonrpc":"2.0","id":1,"method":"tools/list","method":"tools/call","params":{"name":"read"}}`, false, false, false, nil},
+		{"duplicate name with null", reader, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"write","name":null}}`, false, false, false, nil},
+		{"duplicate inside arguments", reader, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","arguments":{"a":1,"a":2}}}`, false, false, false, nil},
+		{"same key in sibling objects is fine", reader, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read","arguments":{"x":{"a":1},"y":{"a":2}}}}`, true, false, true, []string{"read:"}},
 		{"notification form", reader, `{"jsonrpc":"2.0","method":"tools/call","params":{"name":"write"}}`, true, false, false, []string{"write:w"}},
 		{"response", reader, `{"jsonrpc":"2.0","id":1,"result":{}}`, true, false, true, nil},
 		// Not strictly JSON-RPC: never allowed (the SDK's decoder would run

@@ -2,7 +2,10 @@ package mcpserver
 
 import (
 	"context"
+	"fmt"
+	"strings"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
@@ -95,17 +98,13 @@ func (h *Handler) visibleTools(p *principal.Principal, tools []*mcp.Tool) []*mcp
 // re-check refused it. Calls to unknown tools are answered by the SDK with a
 // protocol error and not recorded: no tool ran and no decision was needed.
 func (h *Handler) auditedCall(ctx context.Context, p *principal.Principal, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
-	state := &callState{}
-	ctx = context.WithValue(ctx, callStateKey{}, state)
-	res, err := next(ctx, method, req)
-
 	params, _ := req.GetParams().(*mcp.CallToolParamsRaw)
 	if params == nil {
-		return res, err
+		return next(ctx, method, req)
 	}
 	need, known := h.registry.Scopes(params.Name)
 	if !known {
-		return res, err
+		return next(ctx, method, req)
 	}
 	e := audit.Event{
 		Type:     audit.TypeToolCalled,
@@ -116,6 +115,19 @@ func (h *Handler) auditedCall(ctx context.Context, p *principal.Principal, metho
 	if p != nil {
 		e.UserID, e.CredentialID = p.UserID, p.CredentialID
 	}
+	// Second check, on the name as the SDK itself parsed it: the HTTP policy
+	// parses the body with another decoder, and any difference between the
+	// two (a parser differential) must fail closed here, before the SDK
+	// validates arguments or runs anything.
+	if missing := p.MissingScopes(need); len(missing) > 0 {
+		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingScopes
+		e.Details = map[string]any{"missing": missing, "required": need, "layer": "sdk"}
+		h.audit.Record(ctx, e)
+		return nil, &jsonrpc.Error{Code: CodeInsufficientScope, Message: fmt.Sprintf("insufficient scope: tool %q requires scope %s", params.Name, strings.Join(need, " "))}
+	}
+	state := &callState{}
+	ctx = context.WithValue(ctx, callStateKey{}, state)
+	res, err := next(ctx, method, req)
 	if state.missing != nil {
 		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingScopes
 		e.Details = map[string]any{"missing": state.missing, "required": need, "layer": "tool"}

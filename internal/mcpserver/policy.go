@@ -47,6 +47,10 @@ type Decision struct {
 	Batch   bool
 	Methods []string   // method of every request/notification, in order
 	Calls   []ToolCall // every tools/call, in order
+	// Invalid, when set, says why a well-formed body is still refused
+	// (a batch over MaxBatch, a tools/call without a string name). It must
+	// not be forwarded either.
+	Invalid string
 }
 
 // ToolCall is one tools/call found in a request.
@@ -60,7 +64,7 @@ type ToolCall struct {
 
 // Allowed reports whether the body parsed and no call in it lacks scopes.
 func (d Decision) Allowed() bool {
-	if !d.Parsed {
+	if !d.Parsed || d.Invalid != "" {
 		return false
 	}
 	for _, c := range d.Calls {
@@ -88,6 +92,13 @@ type wireMessage = map[string]json.RawMessage
 // Decision with Parsed false.
 func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 	var d Decision
+	// Duplicate object keys are refused outright: decoders disagree on which
+	// duplicate wins (and on whether null overrides), so a body with
+	// {"name":"transfer","name":null} could be checked as one tool here and
+	// run as another by the server behind us (a parser differential).
+	if err := checkJSON(body); err != nil {
+		return d
+	}
 	var raws []json.RawMessage
 	trimmed := bytes.TrimLeft(body, " \t\r\n")
 	if len(trimmed) > 0 && trimmed[0] == '[' {
@@ -95,6 +106,11 @@ func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 			return d
 		}
 		d.Batch = true
+		if len(raws) > MaxBatch {
+			d.Parsed = true
+			d.Invalid = fmt.Sprintf("batch of %d messages: at most %d are accepted in one request", len(raws), MaxBatch)
+			return d
+		}
 	} else {
 		raws = []json.RawMessage{body}
 	}
@@ -119,7 +135,13 @@ func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 		if method != "tools/call" {
 			continue
 		}
-		call := ToolCall{ID: m["id"], Name: toolName(m["params"])}
+		name, ok := toolName(m["params"])
+		if !ok {
+			d.Parsed = true
+			d.Invalid = "tools/call needs params.name: a non-empty string"
+			return d
+		}
+		call := ToolCall{ID: m["id"], Name: name}
 		if pol.ToolScopes != nil {
 			call.Required, call.Known = pol.ToolScopes(call.Name)
 		}
@@ -128,6 +150,70 @@ func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 	}
 	d.Parsed = true
 	return d
+}
+
+// MaxBatch bounds the messages of one JSON-RPC batch (protocol 2025-03-26):
+// without a bound one request could run thousands of tools.
+const MaxBatch = 20
+
+// maxJSONDepth bounds nesting; real MCP messages are shallow.
+const maxJSONDepth = 64
+
+// checkJSON walks body once and refuses duplicate keys in any object and
+// nesting deeper than maxJSONDepth.
+func checkJSON(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	type frame struct {
+		object    bool
+		keys      map[string]struct{}
+		expectKey bool
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			if len(stack) != 0 {
+				return errors.New("unterminated JSON")
+			}
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := len(stack); n > 0 && stack[n-1].object {
+			top := &stack[n-1]
+			if top.expectKey {
+				if key, ok := tok.(string); ok {
+					if _, dup := top.keys[key]; dup {
+						return fmt.Errorf("duplicate key %q", key)
+					}
+					top.keys[key] = struct{}{}
+					top.expectKey = false
+					continue
+				}
+			} else {
+				top.expectKey = true // this token is the value
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			if len(stack) >= maxJSONDepth {
+				return errors.New("JSON nested too deeply")
+			}
+			stack = append(stack, frame{object: true, keys: map[string]struct{}{}, expectKey: true})
+		case json.Delim('['):
+			if len(stack) >= maxJSONDepth {
+				return errors.New("JSON nested too deeply")
+			}
+			stack = append(stack, frame{})
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+			if n := len(stack); n > 0 && stack[n-1].object {
+				stack[n-1].expectKey = true
+			}
+		}
+	}
 }
 
 // WriteParseError answers a body that is not JSON-RPC (JSON-RPC 2.0 §5.1:
@@ -154,6 +240,11 @@ func (pol *Policy) Enforce(w http.ResponseWriter, r *http.Request, p *principal.
 	case !d.Parsed:
 		WriteParseError(w)
 		return d, false
+	case d.Invalid != "":
+		// JSON-RPC 2.0 §5.1: -32600 Invalid Request.
+		httpx.WriteJSON(w, http.StatusBadRequest, rpcErrorResponse{JSONRPC: "2.0", ID: json.RawMessage("null"),
+			Error: rpcError{Code: -32600, Message: "invalid request: " + d.Invalid}})
+		return d, false
 	case !d.Allowed():
 		pol.Refuse(w, r, p, d)
 		return d, false
@@ -161,18 +252,17 @@ func (pol *Policy) Enforce(w http.ResponseWriter, r *http.Request, p *principal.
 	return d, true
 }
 
-// toolName reads params.name; "" when absent or not a string (the server
-// rejects such a call).
-func toolName(params json.RawMessage) string {
+// toolName reads params.name, which must be a non-empty string.
+func toolName(params json.RawMessage) (string, bool) {
 	var m wireMessage
 	if json.Unmarshal(params, &m) != nil {
-		return ""
+		return "", false
 	}
 	var name string
-	if json.Unmarshal(m["name"], &name) != nil {
-		return ""
+	if json.Unmarshal(m["name"], &name) != nil || name == "" {
+		return "", false
 	}
-	return name
+	return name, true
 }
 
 // Refuse answers a parsed request whose Decision is not Allowed, before any

@@ -36,7 +36,13 @@ func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHoo
 		return nil, fmt.Errorf("migrating database: %w", err)
 	}
 	aw := audit.NewWriter(db, audit.Options{Logger: log, OnEvent: auditHook})
-	keys := apikeys.New(db, aw, apikeys.Options{CacheTTL: cfg.KeyCacheTTL, CacheSize: cfg.KeyCacheSize, Logger: log})
+	// apikeys reads 0 as "default" and a negative value as "off"; the flags
+	// document 0 as "no cache".
+	ttl, size := cfg.KeyCacheTTL, cfg.KeyCacheSize
+	if ttl == 0 || size == 0 {
+		ttl, size = -1, -1
+	}
+	keys := apikeys.New(db, aw, apikeys.Options{CacheTTL: ttl, CacheSize: size, Logger: log})
 	users := identity.New(db, aw)
 	users.OnCredentialsChanged(keys.InvalidateUser)
 	return &Core{DB: db, Audit: aw, Users: users, Keys: keys}, nil

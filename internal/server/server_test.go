@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -252,7 +253,10 @@ func TestRefusals(t *testing.T) {
 		{"missing", nil, "", 401, `Bearer scope="payments:read payments:write", ` + rm, audit.ReasonMissing},
 		{"malformed", bearer("not-a-key"), "", 401, invalid, audit.ReasonMalformed},
 		{"typo", bearer(string(flipped)), "", 401, invalid, audit.ReasonMalformed},
-		{"basic scheme", http.Header{"Authorization": {"Basic YWxpY2U6cHc="}}, "", 401, invalid, audit.ReasonMalformed},
+		// RFC 6750 §3.1: another scheme is "no bearer credential": no error code.
+		{"basic scheme", http.Header{"Authorization": {"Basic YWxpY2U6cHc="}}, "", 401, `Bearer scope="payments:read payments:write", ` + rm, audit.ReasonMalformed},
+		{"query with semicolon", nil, "?x=1;token=abc", 400, "", audit.ReasonQueryCredential},
+		{"query key under any name", nil, "?q=" + e.keys["bob@example.com"], 400, "", audit.ReasonQueryCredential},
 		{"unknown", bearer(unknown), "", 401, invalid, audit.ReasonUnknown},
 		{"revoked", bearer(revokedKey), "", 401, invalid, audit.ReasonRevoked},
 		{"expired", bearer(expiredKey), "", 401, invalid, audit.ReasonExpired},
@@ -562,5 +566,54 @@ func TestCORSForBrowserClients(t *testing.T) {
 	r2.Body.Close()
 	if r2.StatusCode != 200 || !strings.Contains(r2.Header.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
 		t.Errorf("allowed origin request: %d %v", r2.StatusCode, r2.Header)
+	}
+}
+
+// TestPolicyBypassAttempts replays the review's parser-differential payloads
+// and a batch flood against the real server with a read-only key: every one
+// is refused before any tool runs, and nothing is audited as a tool call.
+func TestPolicyBypassAttempts(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	ro, _, err := e.srv.Core().Keys.Issue(ctx, apikeys.IssueRequest{UserID: e.ids["alice@example.com"], Name: "ro", Scopes: []string{"payments:read"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"x","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}`
+	stateless := http.Header{"Authorization": {"Bearer " + ro}, "Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {"tools/call"}, "Mcp-Name": {"transfer"}}
+	for _, tc := range []struct{ name, params string }{
+		{"duplicate name, null last", `{"name":"transfer","name":null,"arguments":{"to":"bob@example.com","amount":1,"idempotency_key":"k1"},` + meta + `}`},
+		{"duplicate name, bad args", `{"name":"transfer","name":null,"arguments":{"amount":"x"},` + meta + `}`},
+		{"duplicate arguments", `{"name":"transfer","arguments":{"to":"bob@example.com","amount":1,"amount":1,"idempotency_key":"k2"},` + meta + `}`},
+		{"name not a string", `{"name":["transfer"],` + meta + `}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			resp := post(t, e.base+"/mcp", stateless, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":`+tc.params+`}`)
+			if resp.StatusCode != 400 && resp.StatusCode != 403 {
+				t.Errorf("status = %d, want a refusal", resp.StatusCode)
+			}
+		})
+	}
+	t.Run("batch over the cap", func(t *testing.T) {
+		sid := initSession(t, e, bearer(e.keys["alice@example.com"]))
+		calls := make([]string, 21)
+		for i := range calls {
+			calls[i] = fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"getAllTransactions","arguments":{}}}`, i+1)
+		}
+		h := bearer(e.keys["alice@example.com"])
+		h.Set("Mcp-Session-Id", sid)
+		h.Set("Mcp-Protocol-Version", "2025-03-26")
+		if resp := post(t, e.base+"/mcp", h, "["+strings.Join(calls, ",")+"]"); resp.StatusCode != 400 {
+			t.Errorf("21-call batch: status %d, want 400", resp.StatusCode)
+		}
+	})
+	core := e.srv.Core()
+	core.Audit.Flush(ctx)
+	called, _ := core.DB.ListAudit(ctx, store.AuditFilter{Type: audit.TypeToolCalled})
+	if len(called) != 0 {
+		t.Errorf("refused requests were audited as tool calls: %+v", called)
+	}
+	if bal, _ := core.DB.LedgerBalance(ctx, e.ids["alice@example.com"]); bal != 180 {
+		t.Errorf("money moved: alice's balance is %d", bal)
 	}
 }
