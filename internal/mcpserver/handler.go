@@ -199,9 +199,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	sid := r.Header.Get(sessionIDHeader)
 	if sid != "" {
-		switch res, realOwner := h.sessions.acquire(sid, owner); res {
+		switch res, _ := h.sessions.acquire(sid, owner); res {
 		case bindMismatch:
-			h.refuseSession(w, r, p, sid, realOwner)
+			h.refuseSession(w, r, p, sid)
 			return
 		case bindOwner:
 			defer h.sessions.release(sid)
@@ -312,7 +312,7 @@ func (h *Handler) bearerBridge(next http.Handler) http.Handler {
 }
 
 // refuseSession answers a request that presents another caller's session.
-func (h *Handler) refuseSession(w http.ResponseWriter, r *http.Request, p *principal.Principal, sid, owner string) {
+func (h *Handler) refuseSession(w http.ResponseWriter, r *http.Request, p *principal.Principal, sid string) {
 	h.audit.Record(r.Context(), audit.Event{
 		Type:         audit.TypeSessionRefused,
 		Outcome:      store.OutcomeDeny,

@@ -82,8 +82,8 @@ func (d Decision) Has(method string) bool { return slices.Contains(d.Methods, me
 // are decoded into maps, not structs, on purpose: encoding/json matches
 // struct fields case-insensitively, the SDK's decoder does not, and a
 // differential would let {"name":"transfer","NAME":"getBalance"} be checked
-// as one tool and run as another. A map matches keys exactly and, like the
-// SDK, keeps the last of duplicate keys.
+// as one tool and run as another. A map matches keys exactly; duplicate keys
+// never reach it (checkJSON refuses them first).
 type wireMessage = map[string]json.RawMessage
 
 // Decide parses body as a JSON-RPC message or batch and checks every
