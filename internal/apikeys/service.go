@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,6 +33,9 @@ var (
 type RefusedError struct {
 	Reason        error
 	KeyID, UserID string
+	// Detail says more for the audit log, e.g. why a session key is
+	// revoked ("session ended"); "" when Reason says it all.
+	Detail string
 }
 
 func (e *RefusedError) Error() string { return e.Reason.Error() + " (" + e.KeyID + ")" }
@@ -46,6 +50,10 @@ const (
 	DefaultCacheTTL      = 5 * time.Second
 	DefaultCacheSize     = 100_000
 	DefaultTouchInterval = time.Minute
+	// DefaultSessionKeyMaxLifetime caps session keys (Options).
+	DefaultSessionKeyMaxLifetime = 7 * 24 * time.Hour
+	// MinServerKeyLen is the shortest accepted Options.ServerKey.
+	MinServerKeyLen = 32
 )
 
 // Options configure a Service. Zero values select the defaults.
@@ -73,6 +81,18 @@ type Options struct {
 	// LastUsedAt can therefore lag its real last use by up to about two
 	// intervals. Default DefaultTouchInterval.
 	TouchInterval time.Duration
+
+	// ServerKey (at least 32 bytes, the same on every node) derives the
+	// MCP key of a browser session from its cookie secret (SessionKey).
+	// Without it SessionKey fails; nothing else needs it.
+	ServerKey []byte
+	// SessionKeyMaxLifetime caps the lifetime of a session key; default
+	// DefaultSessionKeyMaxLifetime. The key also ends with its session.
+	SessionKeyMaxLifetime time.Duration
+	// SessionIdleTimeout is the browser sessions' idle timeout, used to
+	// check on the uncached path that a session key's session is alive
+	// (0: sessions have no idle limit here).
+	SessionIdleTimeout time.Duration
 }
 
 // Service issues, verifies and revokes API keys. It is safe for concurrent
@@ -85,6 +105,10 @@ type Service struct {
 	touch   time.Duration
 	cache   *cache
 	flushMu sync.Mutex // serialises Flush
+
+	serverKey     []byte
+	sessionKeyMax time.Duration
+	sessionIdle   time.Duration
 
 	warnUncachedOnce sync.Once
 }
@@ -110,13 +134,19 @@ func New(st store.Store, rec audit.Recorder, opts Options) *Service {
 	if opts.TouchInterval <= 0 {
 		opts.TouchInterval = DefaultTouchInterval
 	}
+	if opts.SessionKeyMaxLifetime <= 0 {
+		opts.SessionKeyMaxLifetime = DefaultSessionKeyMaxLifetime
+	}
 	return &Service{
-		st:    st,
-		rec:   rec,
-		now:   opts.Now,
-		log:   opts.Logger,
-		touch: opts.TouchInterval,
-		cache: newCache(opts.CacheSize, opts.CacheTTL, opts.TouchInterval),
+		st:            st,
+		rec:           rec,
+		now:           opts.Now,
+		log:           opts.Logger,
+		touch:         opts.TouchInterval,
+		cache:         newCache(opts.CacheSize, opts.CacheTTL, opts.TouchInterval),
+		serverKey:     slices.Clone(opts.ServerKey),
+		sessionKeyMax: opts.SessionKeyMaxLifetime,
+		sessionIdle:   opts.SessionIdleTimeout,
 	}
 }
 
@@ -181,6 +211,18 @@ func (s *Service) verifyStored(ctx context.Context, sh *shard, h [32]byte, gen u
 	case u.Disabled:
 		return Result{}, &RefusedError{Reason: ErrDisabledUser, KeyID: k.ID, UserID: k.UserID}
 	}
+	if k.Kind == store.KeyKindSession {
+		// A session key lives only as long as its browser session. Only
+		// this path needs the check: cached entries live at most CacheTTL,
+		// and ending a session in this process evicts its key (Evict).
+		detail, err := s.sessionDead(ctx, k, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if detail != "" {
+			return Result{}, &RefusedError{Reason: ErrRevoked, KeyID: k.ID, UserID: k.UserID, Detail: detail}
+		}
+	}
 	r, compact := newResult(k)
 	if !compact {
 		s.warnUncachedOnce.Do(func() {
@@ -197,7 +239,7 @@ type IssueRequest struct {
 	Name      string    // 1..100 characters after trimming spaces; no control characters
 	Scopes    []string  // RFC 6749 scope-tokens, at most 32 distinct; stored sorted and deduplicated
 	ExpiresAt time.Time // zero: never; otherwise in the future (stored to the millisecond)
-	Kind      string    // store.KeyKindManual (default) or store.KeyKindSession
+	Kind      string    // store.KeyKindManual (default; session keys come from SessionKey)
 }
 
 // ValidationError reports an IssueRequest field that cannot be accepted.

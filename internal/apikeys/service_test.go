@@ -51,7 +51,7 @@ func TestIssueAndVerify(t *testing.T) {
 			Name:      "  laptop  ",
 			Scopes:    []string{"tools:write", "payments:read", "tools:write"},
 			ExpiresAt: exp,
-			Kind:      store.KeyKindSession,
+			Kind:      store.KeyKindManual,
 		})
 
 		if err := Parse(plain); err != nil {
@@ -63,7 +63,7 @@ func TestIssueAndVerify(t *testing.T) {
 			Name:      "laptop",
 			Prefix:    plain[:12],
 			Hash:      func() []byte { h := sha256.Sum256([]byte(plain)); return h[:] }(),
-			Kind:      store.KeyKindSession,
+			Kind:      store.KeyKindManual,
 			Scopes:    []string{"payments:read", "tools:write"},
 			CreatedAt: time.UnixMilli(t0.UnixMilli()),
 			ExpiresAt: time.UnixMilli(exp.UnixMilli()),
@@ -86,7 +86,7 @@ func TestIssueAndVerify(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Verify: %v", err)
 		}
-		want := resultView{KeyID: k.ID, UserID: u.ID, Kind: store.KeyKindSession, Scopes: []string{"payments:read", "tools:write"}, ExpiresAt: k.ExpiresAt}
+		want := resultView{KeyID: k.ID, UserID: u.ID, Kind: store.KeyKindManual, Scopes: []string{"payments:read", "tools:write"}, ExpiresAt: k.ExpiresAt}
 		if diff := cmp.Diff(want, view(r)); diff != "" {
 			t.Errorf("Verify result (-want +got):\n%s", diff)
 		}
@@ -672,6 +672,7 @@ func TestIssueValidation(t *testing.T) {
 		{"expires within the current millisecond", IssueRequest{UserID: owner, Name: "n", ExpiresAt: t0.Add(time.Microsecond)}, "expires_at"},
 		{"expires in year 10000", IssueRequest{UserID: owner, Name: "n", ExpiresAt: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}, "expires_at"},
 		{"unknown kind", IssueRequest{UserID: owner, Name: "n", Kind: "admin"}, "kind"},
+		{"session kind (only SessionKey makes those)", IssueRequest{UserID: owner, Name: "n", Kind: store.KeyKindSession}, "kind"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -721,7 +722,7 @@ func TestIssueAccepts(t *testing.T) {
 		{"trimmed", IssueRequest{Name: "\t my key \n"}, "my key", []string{}, store.KeyKindManual},
 		{"32 distinct scopes among duplicates", IssueRequest{Name: "n", Scopes: max}, "n", max[:32], store.KeyKindManual},
 		{"every scope-token character", IssueRequest{Name: "n", Scopes: []string{"!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~"}}, "n", []string{"!#$%&'()*+,-./09:;<=>?@AZ[]^_`az{|}~"}, store.KeyKindManual},
-		{"session kind", IssueRequest{Name: "n", Kind: store.KeyKindSession}, "n", []string{}, store.KeyKindSession},
+		{"manual kind", IssueRequest{Name: "n", Kind: store.KeyKindManual}, "n", []string{}, store.KeyKindManual},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -760,7 +761,7 @@ func TestIssueAudit(t *testing.T) {
 
 		_, k1 := e.issue(IssueRequest{UserID: u.ID, Name: "from the cli", Scopes: []string{"b", "a"}})
 		ctx := principal.With(e.ctx, &principal.Principal{UserID: admin})
-		_, k2, err := e.svc.Issue(ctx, IssueRequest{UserID: u.ID, Name: "from the web", ExpiresAt: exp, Kind: store.KeyKindSession})
+		_, k2, err := e.svc.Issue(ctx, IssueRequest{UserID: u.ID, Name: "from the web", ExpiresAt: exp})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -775,7 +776,7 @@ func TestIssueAudit(t *testing.T) {
 			{
 				Time: t0, Type: audit.TypeKeyCreated, Outcome: store.OutcomeAllow, UserID: u.ID, CredentialID: k2.ID,
 				Details: map[string]any{
-					"name": "from the web", "prefix": k2.Prefix, "kind": "session",
+					"name": "from the web", "prefix": k2.Prefix, "kind": "manual",
 					"scopes": []string{}, "expires_at": time.UnixMilli(exp.UnixMilli()).UTC().Format(time.RFC3339Nano), "actor": admin,
 				},
 			},

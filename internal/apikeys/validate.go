@@ -31,10 +31,13 @@ func validateIssue(req IssueRequest, now time.Time) (name string, scopeList []st
 	switch req.Kind {
 	case "":
 		kind = store.KeyKindManual
-	case store.KeyKindManual, store.KeyKindSession:
+	case store.KeyKindManual:
 		kind = req.Kind
+	case store.KeyKindSession:
+		// A session key is bound to a browser session and derived from it.
+		return "", nil, time.Time{}, "", &ValidationError{Field: "kind", Message: "session keys are created for a browser session (SessionKey), not issued"}
 	default:
-		return "", nil, time.Time{}, "", &ValidationError{Field: "kind", Message: `must be "manual" or "session"`}
+		return "", nil, time.Time{}, "", &ValidationError{Field: "kind", Message: `must be "manual"`}
 	}
 	return name, scopeList, expiresAt, kind, nil
 }

@@ -29,6 +29,14 @@ const (
 	TypeToolCalled     = "tool.called"
 	TypeToolDenied     = "tool.denied"
 	TypeSessionRefused = "mcp.session_refused"
+
+	TypeUserRoles      = "user.roles_changed"
+	TypeLoginSucceeded = "login.succeeded"
+	TypeLoginFailed    = "login.failed"
+	TypeLogout         = "logout"
+	TypeSessionCreated = "session.created"
+	TypeSessionRevoked = "session.revoked"
+	TypeSessionExpired = "session.expired"
 )
 
 // Reasons for rejected requests. They are precise on purpose: clients are told
@@ -45,6 +53,17 @@ const (
 	ReasonAmbiguous       = "ambiguous_credentials"
 	ReasonMissingScopes   = "missing_scopes"
 	ReasonSessionOwner    = "session_owner_mismatch"
+
+	// login.failed
+	ReasonUnknownUser  = "unknown_user"
+	ReasonBadPassword  = "bad_password"
+	ReasonRateLimited  = "rate_limited"
+	ReasonInvalidInput = "invalid_input"
+	// (ReasonDisabledUser is shared with auth.rejected.)
+
+	// auth.rejected on cookie-authenticated routes
+	ReasonCSRF           = "csrf"            // cross-origin state-changing request with a session cookie
+	ReasonInvalidSession = "invalid_session" // session cookie unknown, forged, expired or revoked
 )
 
 // Recorder is what components depend on; *Writer implements it.

@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
@@ -38,13 +39,30 @@ type Options struct {
 	UserCacheTTL        time.Duration
 	Logger              *slog.Logger
 	OnDecision          func(method, outcome, reason string) // metrics
+
+	// Sessions reads browser sessions for Account (nil: Account accepts
+	// API keys only).
+	Sessions *session.Manager
+	// AccountScope is the scope a key needs on Account routes; default
+	// DefaultAccountScope. Session principals always carry it.
+	AccountScope string
+	// CSRFTrustedOrigins are origins (scheme://host[:port]) whose
+	// cross-origin, cookie-authenticated, state-changing requests Account
+	// accepts anyway (net/http.CrossOriginProtection.AddTrustedOrigin).
+	// Default none: only same-origin browser requests may change state.
+	CSRFTrustedOrigins []string
 }
+
+// DefaultAccountScope is the scope that lets an API key manage its owner's
+// account (keys, sessions, audit) through the JSON API.
+const DefaultAccountScope = "account"
 
 // Authenticator is the authentication middleware.
 type Authenticator struct {
 	opts    Options
 	origins map[string]bool
 	users   userCache
+	csrf    *http.CrossOriginProtection
 }
 
 // New returns an Authenticator.
@@ -60,6 +78,15 @@ func New(opts Options) *Authenticator {
 		a.origins[normalizeOrigin(o)] = true
 	}
 	a.users = userCache{ttl: opts.UserCacheTTL, entries: map[string]cachedUser{}}
+	if a.opts.AccountScope == "" {
+		a.opts.AccountScope = DefaultAccountScope
+	}
+	a.csrf = http.NewCrossOriginProtection()
+	for _, o := range opts.CSRFTrustedOrigins {
+		if err := a.csrf.AddTrustedOrigin(o); err != nil {
+			opts.Logger.Warn("authn: ignoring an invalid CSRF trusted origin", "origin", o, "err", err)
+		}
+	}
 	return a
 }
 
@@ -83,6 +110,7 @@ type refusal struct {
 	keyID       string
 	userID      string
 	details     map[string]any
+	method      string // for metrics; "" = derived from the reason (API key or none)
 }
 
 // Middleware authenticates every request and passes it on with a principal
@@ -91,11 +119,7 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ref, err := a.authenticate(r)
 		if err != nil {
-			// Storage trouble: fail closed, without pretending the key is bad.
-			a.opts.Logger.Error("authentication unavailable", "err", err)
-			a.opts.OnDecision(principal.MethodAPIKey, store.OutcomeDeny, "error")
-			w.Header().Set("Retry-After", "5")
-			httpx.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again shortly")
+			a.unavailable(w, err)
 			return
 		}
 		if ref != nil {
@@ -107,11 +131,23 @@ func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	})
 }
 
+// unavailable answers a storage failure: fail closed, without pretending
+// the credential is bad.
+func (a *Authenticator) unavailable(w http.ResponseWriter, err error) {
+	a.opts.Logger.Error("authentication unavailable", "err", err)
+	a.opts.OnDecision(principal.MethodAPIKey, store.OutcomeDeny, "error")
+	w.Header().Set("Retry-After", "5")
+	httpx.WriteOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "authentication is temporarily unavailable; try again shortly")
+}
+
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
-	method := principal.MethodAPIKey
-	switch ref.reason {
-	case audit.ReasonMissing, audit.ReasonQueryCredential, audit.ReasonOrigin, audit.ReasonAmbiguous:
-		method = "none" // refused before any credential was examined
+	method := ref.method
+	if method == "" {
+		method = principal.MethodAPIKey
+		switch ref.reason {
+		case audit.ReasonMissing, audit.ReasonQueryCredential, audit.ReasonOrigin, audit.ReasonAmbiguous:
+			method = "none" // refused before any credential was examined
+		}
 	}
 	a.opts.OnDecision(method, store.OutcomeDeny, ref.reason)
 	a.opts.Audit.Record(r.Context(), audit.Event{
@@ -127,21 +163,43 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refu
 }
 
 func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *refusal, error) {
+	if ref := a.checkQuery(r); ref != nil {
+		return nil, ref, nil
+	}
+	if ref := a.checkOrigin(r); ref != nil {
+		return nil, ref, nil
+	}
+	return a.authenticateKey(r)
+}
+
+// checkQuery refuses credentials in the URL query.
+func (a *Authenticator) checkQuery(r *http.Request) *refusal {
 	if name := queryCredential(r.URL); name != "" {
-		return nil, &refusal{status: http.StatusBadRequest, reason: audit.ReasonQueryCredential,
+		return &refusal{status: http.StatusBadRequest, reason: audit.ReasonQueryCredential,
 			challenge: httpx.Challenge{Error: "invalid_request",
 				Description: "credentials in the URL query are refused because URLs end up in logs; send the key in the Authorization header (Bearer) or X-API-Key"},
-			details: map[string]any{"parameter": name}}, nil
+			details: map[string]any{"parameter": name}}
 	}
+	return nil
+}
+
+// checkOrigin refuses browser requests from origins not allowed on /mcp.
+func (a *Authenticator) checkOrigin(r *http.Request) *refusal {
 	if origins := r.Header.Values("Origin"); len(origins) > 0 {
 		// DNS-rebinding and cross-site protection (MCP transports spec,
 		// "Security Warning": servers MUST validate the Origin header).
 		if len(origins) > 1 || !a.OriginAllowed(origins[0]) {
-			return nil, &refusal{status: http.StatusForbidden, reason: audit.ReasonOrigin,
+			return &refusal{status: http.StatusForbidden, reason: audit.ReasonOrigin,
 				description: "requests from this origin are not allowed",
-				details:     map[string]any{"origin": truncate(strings.Join(origins, ","), 200)}}, nil
+				details:     map[string]any{"origin": truncate(strings.Join(origins, ","), 200)}}
 		}
 	}
+	return nil
+}
+
+// authenticateKey verifies the API key the request carries in its
+// Authorization (Bearer) or X-API-Key header.
+func (a *Authenticator) authenticateKey(r *http.Request) (*principal.Principal, *refusal, error) {
 	auths := r.Header.Values("Authorization")
 	keys := r.Header.Values("X-Api-Key")
 	invalid := func(reason string, details map[string]any) *refusal {
@@ -208,6 +266,12 @@ func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *re
 		var refused *apikeys.RefusedError
 		if errors.As(err, &refused) {
 			ref.keyID, ref.userID = refused.KeyID, refused.UserID
+			if refused.Detail != "" {
+				if ref.details == nil {
+					ref.details = map[string]any{}
+				}
+				ref.details["problem"] = refused.Detail
+			}
 		}
 		return nil, ref, nil
 	}

@@ -40,6 +40,15 @@ type Config struct {
 	KeyCacheSize      int
 	ShutdownTimeout   time.Duration
 	MCPSessionTimeout time.Duration
+
+	// Browser sessions (serve).
+	SessionIdleTimeout time.Duration // a browser session unused this long ends
+	SessionLifetime    time.Duration // absolute lifetime of a browser session
+	SessionKeyLifetime time.Duration // cap on the lifetime of a session's MCP key
+	Retention          time.Duration // how long expired/revoked sessions and keys are kept before deletion
+	// ServerKey is the base64 of at least 32 secret bytes, shared by every
+	// node; empty: LoadServerKey uses (or creates) <data-dir>/server.key.
+	ServerKey string
 }
 
 // Defaults returns a Config with every default filled in.
@@ -54,6 +63,11 @@ func Defaults() Config {
 		KeyCacheSize:      100_000,
 		ShutdownTimeout:   15 * time.Second,
 		MCPSessionTimeout: 30 * time.Minute,
+
+		SessionIdleTimeout: 24 * time.Hour,
+		SessionLifetime:    30 * 24 * time.Hour,
+		SessionKeyLifetime: 7 * 24 * time.Hour,
+		Retention:          30 * 24 * time.Hour,
 	}
 }
 
@@ -77,6 +91,11 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", c.KeyCacheSize, "most API keys kept in the verification cache")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown waits for requests to finish")
 	fs.DurationVar(&c.MCPSessionTimeout, "mcp-session-timeout", c.MCPSessionTimeout, "idle time after which an MCP session (2025-era protocol) is closed")
+	fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", c.SessionIdleTimeout, "idle time after which a browser login session ends")
+	fs.DurationVar(&c.SessionLifetime, "session-lifetime", c.SessionLifetime, "absolute lifetime of a browser login session")
+	fs.DurationVar(&c.SessionKeyLifetime, "session-key-lifetime", c.SessionKeyLifetime, "longest lifetime of the MCP key of a browser session (it also ends with the session)")
+	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long expired or revoked sessions and API keys are kept before the cleaner deletes them (audit events are kept)")
+	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }
 
 // EnvName is the environment variable twin of a flag.
@@ -214,6 +233,28 @@ func (c *Config) Validate() error {
 	}
 	if c.MCPSessionTimeout < time.Minute {
 		errs = append(errs, fmt.Sprintf("--mcp-session-timeout %s: must be at least 1m", c.MCPSessionTimeout))
+	}
+	if c.SessionIdleTimeout < time.Minute {
+		errs = append(errs, fmt.Sprintf("--session-idle-timeout %s: must be at least 1m", c.SessionIdleTimeout))
+	}
+	if c.SessionLifetime < time.Minute {
+		errs = append(errs, fmt.Sprintf("--session-lifetime %s: must be at least 1m", c.SessionLifetime))
+	} else if c.SessionLifetime > 366*24*time.Hour {
+		errs = append(errs, fmt.Sprintf("--session-lifetime %s: must be at most 8784h (366 days)", c.SessionLifetime))
+	}
+	if c.SessionIdleTimeout >= time.Minute && c.SessionLifetime >= time.Minute && c.SessionIdleTimeout > c.SessionLifetime {
+		errs = append(errs, fmt.Sprintf("--session-idle-timeout %s: must not exceed --session-lifetime %s", c.SessionIdleTimeout, c.SessionLifetime))
+	}
+	if c.SessionKeyLifetime < time.Minute {
+		errs = append(errs, fmt.Sprintf("--session-key-lifetime %s: must be at least 1m", c.SessionKeyLifetime))
+	}
+	if c.Retention < time.Hour {
+		errs = append(errs, fmt.Sprintf("--retention %s: must be at least 1h", c.Retention))
+	}
+	if c.ServerKey != "" {
+		if _, err := decodeServerKey(c.ServerKey); err != nil {
+			errs = append(errs, "--server-key: "+err.Error())
+		}
 	}
 	return joinErrs(errs)
 }

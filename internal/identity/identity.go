@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
@@ -106,17 +107,50 @@ type Service struct {
 	// OnCredentialsChanged is called with a user id after a disable or a
 	// password change so credential caches drop the user immediately.
 	onChange []func(userID string)
+	// onUserChanged: after any change profile caches must see.
+	onUserChanged []func(userID string)
+	// onChangeCtx: like onChange, with the request context and the reason.
+	onChangeCtx []func(ctx context.Context, userID, reason string)
+
+	loginAccount, loginIP ratelimit.Limiter
+	verifyPassword        func(phc, pw string) error // VerifyPassword; tests count hashing
 }
 
-// New returns a Service.
+// New returns a Service with the default login rate limits (see
+// SetLoginLimiters).
 func New(st store.Store, rec audit.Recorder) *Service {
-	return &Service{st: st, audit: rec, now: time.Now}
+	s := &Service{st: st, audit: rec, now: time.Now, verifyPassword: VerifyPassword}
+	s.loginAccount, s.loginIP = newDefaultLimiters()
+	return s
 }
 
-// OnCredentialsChanged registers fn to run after a user is disabled or
-// their password changes.
+// OnCredentialsChanged registers fn to run after a user is disabled (or
+// enabled again) or their password changes: the place to drop cached
+// credentials and end the user's browser sessions.
 func (s *Service) OnCredentialsChanged(fn func(userID string)) {
 	s.onChange = append(s.onChange, fn)
+}
+
+// Reasons passed to OnCredentialsChangedContext hooks (and usable as the
+// reason of session.Manager.RevokeAll).
+const (
+	ReasonPasswordChanged = "password_changed"
+	ReasonUserDisabled    = "user_disabled"
+	ReasonUserEnabled     = "user_enabled"
+)
+
+// OnCredentialsChangedContext registers fn like OnCredentialsChanged, but
+// fn also gets the context of the change (its principal and request info,
+// for audit events) and the reason: ReasonPasswordChanged,
+// ReasonUserDisabled or ReasonUserEnabled. For example:
+//
+//	users.OnCredentialsChangedContext(func(ctx context.Context, id, reason string) {
+//		if reason != identity.ReasonUserEnabled {
+//			_ = sessions.RevokeAll(ctx, id, reason) // log the error
+//		}
+//	})
+func (s *Service) OnCredentialsChangedContext(fn func(ctx context.Context, userID, reason string)) {
+	s.onChangeCtx = append(s.onChangeCtx, fn)
 }
 
 // NewUser describes a user to create.
@@ -198,7 +232,11 @@ func (s *Service) SetDisabled(ctx context.Context, id string, disabled bool) (st
 		return u, err
 	}
 	if changed {
-		s.notify(u.ID)
+		reason := ReasonUserEnabled
+		if disabled {
+			reason = ReasonUserDisabled
+		}
+		s.notify(ctx, u.ID, reason)
 		typ := audit.TypeUserEnabled
 		if disabled {
 			typ = audit.TypeUserDisabled
@@ -223,15 +261,21 @@ func (s *Service) SetPassword(ctx context.Context, id, password string) (store.U
 	if err != nil {
 		return u, err
 	}
-	s.notify(u.ID)
+	s.notify(ctx, u.ID, ReasonPasswordChanged)
 	s.audit.Record(ctx, audit.Event{Type: audit.TypeUserPassword, Outcome: store.OutcomeAllow, UserID: u.ID,
 		Details: map[string]any{"actor": actor(ctx)}})
 	return u, nil
 }
 
-func (s *Service) notify(userID string) {
+func (s *Service) notify(ctx context.Context, userID, reason string) {
+	for _, fn := range s.onUserChanged {
+		fn(userID)
+	}
 	for _, fn := range s.onChange {
 		fn(userID)
+	}
+	for _, fn := range s.onChangeCtx {
+		fn(ctx, userID, reason)
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 
 // Authentication methods.
 const (
-	MethodAPIKey = "api_key"
+	MethodAPIKey  = "api_key"
+	MethodSession = "session" // browser session cookie (account pages and API)
 )
 
 // Principal is an authenticated caller.

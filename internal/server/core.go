@@ -7,21 +7,24 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 )
 
 // Core is what every subcommand needs: the migrated store, the audit writer,
 // and the user and key services on top of them.
 type Core struct {
-	DB    *sqlstore.DB
-	Audit *audit.Writer
-	Users *identity.Service
-	Keys  *apikeys.Service
+	DB       *sqlstore.DB
+	Audit    *audit.Writer
+	Users    *identity.Service
+	Keys     *apikeys.Service
+	Sessions *session.Manager
 }
 
 // OpenCore opens and migrates the configured database and builds the
@@ -35,6 +38,11 @@ func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHoo
 		db.Close()
 		return nil, fmt.Errorf("migrating database: %w", err)
 	}
+	serverKey, err := cfg.LoadServerKey()
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
 	aw := audit.NewWriter(db, audit.Options{Logger: log, OnEvent: auditHook})
 	// apikeys reads 0 as "default" and a negative value as "off"; the flags
 	// document 0 as "no cache".
@@ -42,10 +50,30 @@ func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHoo
 	if ttl == 0 || size == 0 {
 		ttl, size = -1, -1
 	}
-	keys := apikeys.New(db, aw, apikeys.Options{CacheTTL: ttl, CacheSize: size, Logger: log})
+	keys := apikeys.New(db, aw, apikeys.Options{
+		CacheTTL: ttl, CacheSize: size, Logger: log,
+		ServerKey: serverKey, SessionKeyMaxLifetime: cfg.SessionKeyLifetime, SessionIdleTimeout: cfg.SessionIdleTimeout,
+	})
+	sessions := session.New(db, aw, session.Options{
+		IdleTimeout: cfg.SessionIdleTimeout, Lifetime: cfg.SessionLifetime,
+		Secure: strings.HasPrefix(cfg.BaseURL(), "https://"), Logger: log,
+	})
+	// A session's end revokes its MCP key in the store; this node also
+	// forgets it from the key cache at once.
+	sessions.OnKeysRevoked(keys.Evict)
 	users := identity.New(db, aw)
 	users.OnCredentialsChanged(keys.InvalidateUser)
-	return &Core{DB: db, Audit: aw, Users: users, Keys: keys}, nil
+	// A password change or a disable ends every browser session of the user
+	// (and with them their session keys).
+	users.OnCredentialsChangedContext(func(ctx context.Context, userID, reason string) {
+		if reason == identity.ReasonUserEnabled {
+			return
+		}
+		if err := sessions.RevokeAll(ctx, userID, reason); err != nil {
+			log.Error("ending the sessions of a user failed", "user", userID, "reason", reason, "err", err)
+		}
+	})
+	return &Core{DB: db, Audit: aw, Users: users, Keys: keys, Sessions: sessions}, nil
 }
 
 // Close flushes last-used times and audit events, then closes the store.

@@ -90,7 +90,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	}
 	// Reserve the key cache's scope slots for the real scopes, so keys with
 	// made-up scopes cannot push them out of the cacheable set.
-	if err := apikeys.RegisterScopes(reg.AllScopes()...); err != nil {
+	if err := apikeys.RegisterScopes(append(reg.AllScopes(), authn.DefaultAccountScope)...); err != nil {
 		return err
 	}
 	s.mcp = mcpserver.New(mcpserver.Options{
@@ -103,11 +103,12 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		Keys: s.core.Keys, Users: s.core.DB.GetUser, Audit: s.core.Audit,
 		Resource: cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
 		Scopes: reg.AllScopes(), AllowedOrigins: origins, UserCacheTTL: cfg.KeyCacheTTL, Logger: s.log,
+		Sessions: s.core.Sessions,
 		OnDecision: func(method, outcome, reason string) {
 			s.metrics.AuthDecisions.WithLabelValues(method, outcome, reason).Inc()
 		},
 	})
-	s.core.Users.OnCredentialsChanged(s.authn.InvalidateUser)
+	s.core.Users.OnUserChanged(s.authn.InvalidateUser)
 
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", httpx.CORS(s.authn.OriginAllowed, s.authn.Middleware(s.mcp)))
@@ -203,6 +204,8 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	}
 	keysCtx, stopKeys := context.WithCancel(context.Background())
 	go s.core.Keys.Run(keysCtx)
+	// The cleaner ends idle sessions and deletes what is past retention.
+	go s.core.Sessions.Run(keysCtx, time.Hour, s.cfg.Retention)
 	s.log.Info("mcpgate listening", "addr", ln.Addr().String(), "mcp_url", s.cfg.MCPURL(), "version", VersionString(), "demo", s.cfg.Demo)
 	if ready != nil {
 		ready(ln.Addr())

@@ -25,27 +25,52 @@ func (s Session) Alive(now time.Time, idle time.Duration) bool {
 	return s.RevokedAt.IsZero() && now.Before(s.ExpiresAt) && (idle <= 0 || now.Before(s.LastSeenAt.Add(idle)))
 }
 
+// SessionRevocation is what one revocation changed.
+type SessionRevocation struct {
+	Session Session // the session as stored after the call
+	// Ended is true when this call revoked the session, false when it was
+	// already revoked (so concurrent revocations report the end once).
+	Ended bool
+	// Keys are the session keys this call revoked (kind session, bound to
+	// the session), as stored after the call.
+	Keys []APIKey
+}
+
 // SessionStore persists browser sessions. Ending a session (revocation)
 // also revokes the API keys bound to it (APIKey.SessionID) in the same
 // transaction, so a session's MCP credential can never outlive it.
+//
+// Session keys are created with CreateAPIKey (SessionID set): the session
+// must exist and not be revoked, checked under a lock so that a concurrent
+// revocation cannot miss the new key (ErrNotFound otherwise), and a session
+// holds at most one key (ErrConflict for a second one).
 type SessionStore interface {
 	CreateSession(ctx context.Context, s Session) error // ErrConflict: id or hash taken; ErrNotFound: unknown user
 	GetSession(ctx context.Context, id string) (Session, error)
 	// LookupSession finds a session by the SHA-256 of its cookie secret,
-	// with its user, in one round trip. ErrNotFound when unknown.
+	// with its user, in one round trip. ErrNotFound when unknown. Revoked
+	// and expired sessions are returned too: the caller decides.
 	LookupSession(ctx context.Context, hash []byte) (Session, User, error)
 	ListSessions(ctx context.Context, userID string) ([]Session, error) // not revoked, newest first (expired ones included; callers filter)
-	// TouchSession moves LastSeenAt forward (never backwards).
+	// TouchSession moves LastSeenAt forward (never backwards). Unknown
+	// ids are ignored.
 	TouchSession(ctx context.Context, id string, at time.Time) error
 	// RevokeSession revokes one session and its session keys; revoking an
-	// already revoked session keeps the first time. ErrNotFound for an unknown id.
-	RevokeSession(ctx context.Context, id string, at time.Time) (Session, error)
-	// RevokeUserSessions revokes every live session of a user except
-	// exceptID (may be ""), with their session keys, and returns the
-	// sessions it revoked.
-	RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) ([]Session, error)
-	// DeleteSessionsBefore deletes sessions that expired or were revoked
-	// before cutoff, at most limit rows; safe to run on several nodes at once.
+	// already revoked session keeps the first time (Ended false). ErrNotFound
+	// for an unknown id.
+	RevokeSession(ctx context.Context, id string, at time.Time) (SessionRevocation, error)
+	// RevokeUserSessions revokes every session of a user that is not yet
+	// revoked, except exceptID (may be ""), with their session keys, and
+	// returns what it revoked (every entry has Ended true).
+	RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) ([]SessionRevocation, error)
+	// ExpireSessions revokes, at now, up to limit sessions that are not
+	// revoked but dead: past ExpiresAt, or idle (LastSeenAt + idle <= now;
+	// idle <= 0: no idle limit), with their session keys. Safe to run on
+	// several nodes at once: each dead session is ended by one caller.
+	ExpireSessions(ctx context.Context, now time.Time, idle time.Duration, limit int) ([]SessionRevocation, error)
+	// DeleteSessionsBefore deletes up to limit sessions that expired or were
+	// revoked before cutoff, together with their session keys, and returns
+	// how many sessions it deleted; safe to run on several nodes at once.
 	DeleteSessionsBefore(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// ListSessionKeys returns the keys bound to a session (kind session).
 	ListSessionKeys(ctx context.Context, sessionID string) ([]APIKey, error)

@@ -147,8 +147,13 @@ type Store interface {
 	// ignored and a time never moves backwards.
 	TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) error
 	// DeleteAPIKeysBefore deletes keys that expired or were revoked before
-	// cutoff, at most limit rows, and returns how many it deleted.
+	// cutoff, at most limit rows, and returns how many it deleted. Keys
+	// bound to a session are left alone: they go with their session
+	// (DeleteSessionsBefore), so a session never gets a second key.
 	DeleteAPIKeysBefore(ctx context.Context, cutoff time.Time, limit int) (int, error)
+
+	// Browser sessions.
+	SessionStore
 
 	// Audit log (append-only: there is no update or delete).
 	AppendAudit(ctx context.Context, events []AuditEvent) error

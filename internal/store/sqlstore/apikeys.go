@@ -12,35 +12,63 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
-const apiKeyColumns = `id, user_id, name, prefix, hash, kind, scopes, created_at, expires_at, last_used_at, revoked_at`
+const apiKeyColumns = `id, user_id, name, prefix, hash, kind, scopes, created_at, expires_at, last_used_at, revoked_at, session_id`
 
 // apiKeyColumnsK is apiKeyColumns qualified with the alias k.
-const apiKeyColumnsK = `k.id, k.user_id, k.name, k.prefix, k.hash, k.kind, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at`
+const apiKeyColumnsK = `k.id, k.user_id, k.name, k.prefix, k.hash, k.kind, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.session_id`
 
-func apiKeyDest(k *store.APIKey, scopes *string, t *[4]sql.NullInt64) []any {
-	return []any{&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &k.Kind, scopes, &t[0], &t[1], &t[2], &t[3]}
+// apiKeyScan holds the columns of a key row that need converting.
+type apiKeyScan struct {
+	scopes    string
+	t         [4]sql.NullInt64
+	sessionID sql.NullString
 }
 
-func finishAPIKey(k *store.APIKey, scopes string, t [4]sql.NullInt64) {
-	k.Scopes = splitTokens(scopes)
-	k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMillis(t[0]), fromMillis(t[1]), fromMillis(t[2]), fromMillis(t[3])
+func apiKeyDest(k *store.APIKey, x *apiKeyScan) []any {
+	return []any{&k.ID, &k.UserID, &k.Name, &k.Prefix, &k.Hash, &k.Kind, &x.scopes, &x.t[0], &x.t[1], &x.t[2], &x.t[3], &x.sessionID}
+}
+
+func finishAPIKey(k *store.APIKey, x *apiKeyScan) {
+	k.Scopes = splitTokens(x.scopes)
+	k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt = fromMillis(x.t[0]), fromMillis(x.t[1]), fromMillis(x.t[2]), fromMillis(x.t[3])
+	k.SessionID = x.sessionID.String
 }
 
 func scanAPIKey(r rowScanner) (store.APIKey, error) {
 	var (
-		k      store.APIKey
-		scopes string
-		t      [4]sql.NullInt64
+		k store.APIKey
+		x apiKeyScan
 	)
-	if err := r.Scan(apiKeyDest(&k, &scopes, &t)...); err != nil {
+	if err := r.Scan(apiKeyDest(&k, &x)...); err != nil {
 		return store.APIKey{}, err
 	}
-	finishAPIKey(&k, scopes, t)
+	finishAPIKey(&k, &x)
 	return k, nil
 }
 
-// CreateAPIKey inserts k. ErrConflict when the id or hash is taken;
-// ErrNotFound when the owning user does not exist.
+// scanAPIKeys reads every row of rows.
+func scanAPIKeys(rows *sql.Rows) ([]store.APIKey, error) {
+	defer rows.Close()
+	var out []store.APIKey
+	for rows.Next() {
+		k, err := scanAPIKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// CreateAPIKey inserts k. ErrConflict when the id or hash is taken, or when
+// k.SessionID names a session that already has a key; ErrNotFound when the
+// owning user does not exist, or k.SessionID names a session that does not
+// exist, is revoked or belongs to another user.
+//
+// A session key is inserted in a transaction that first locks its session
+// row (FOR SHARE on PostgreSQL; SQLite serialises writers), so a concurrent
+// RevokeSession either sees the new key and revokes it, or commits first
+// and the insert is refused: a live key of a revoked session cannot exist.
 func (d *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	if k.ID == "" {
 		return errors.New("store: api key id is empty")
@@ -49,7 +77,7 @@ func (d *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 		// Catches a caller handing over the plaintext instead of its digest.
 		return fmt.Errorf("store: api key hash must be a %d-byte SHA-256 digest, got %d bytes", sha256.Size, len(k.Hash))
 	}
-	if err := checkText("api key", "id", k.ID, "user id", k.UserID, "name", k.Name, "prefix", k.Prefix, "kind", k.Kind); err != nil {
+	if err := checkText("api key", "id", k.ID, "user id", k.UserID, "name", k.Name, "prefix", k.Prefix, "kind", k.Kind, "session id", k.SessionID); err != nil {
 		return err
 	}
 	for _, sc := range k.Scopes {
@@ -69,14 +97,43 @@ func (d *DB) CreateAPIKey(ctx context.Context, k store.APIKey) error {
 	if created.IsZero() {
 		created = nowMS()
 	}
-	_, err = d.db.ExecContext(ctx,
-		`INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		k.ID, k.UserID, k.Name, k.Prefix, k.Hash, kind, scopes,
-		millis(created), millis(k.ExpiresAt), millis(k.LastUsedAt), millis(k.RevokedAt))
-	if err != nil {
-		return fmt.Errorf("create api key %q: %w", k.ID, mapErr(err))
+	insert := func(ex execer) error {
+		_, err := ex.ExecContext(ctx,
+			`INSERT INTO api_keys (`+apiKeyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+			k.ID, k.UserID, k.Name, k.Prefix, k.Hash, kind, scopes,
+			millis(created), millis(k.ExpiresAt), millis(k.LastUsedAt), millis(k.RevokedAt), nullString(k.SessionID))
+		if err != nil {
+			return fmt.Errorf("create api key %q: %w", k.ID, mapErr(err))
+		}
+		return nil
 	}
-	return nil
+	if k.SessionID == "" {
+		return insert(d.db)
+	}
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		var (
+			owner   string
+			revoked sql.NullInt64
+		)
+		err := tx.QueryRowContext(ctx,
+			`SELECT user_id, revoked_at FROM sessions WHERE id = $1`+d.lockClause("FOR SHARE"), k.SessionID).Scan(&owner, &revoked)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("create api key %q: session: %w", k.ID, store.ErrNotFound)
+		case err != nil:
+			return fmt.Errorf("create api key %q: %w", k.ID, err)
+		case revoked.Valid:
+			return fmt.Errorf("create api key %q: session is revoked: %w", k.ID, store.ErrNotFound)
+		case owner != k.UserID:
+			return fmt.Errorf("create api key %q: session belongs to another user: %w", k.ID, store.ErrNotFound)
+		}
+		return insert(tx)
+	})
+}
+
+// execer is *sql.DB or *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // GetAPIKey returns the key with id, or ErrNotFound.
@@ -97,12 +154,12 @@ func (d *DB) GetAPIKey(ctx context.Context, id string) (store.APIKey, error) {
 func (d *DB) LookupAPIKey(ctx context.Context, hash []byte) (store.APIKey, store.User, error) {
 	var (
 		k                store.APIKey
+		x                apiKeyScan
 		u                store.User
-		scopes, roles    string
-		t                [4]sql.NullInt64
+		roles            string
 		created, updated sql.NullInt64
 	)
-	dest := append(apiKeyDest(&k, &scopes, &t),
+	dest := append(apiKeyDest(&k, &x),
 		&u.ID, &u.Email, &u.DisplayName, &roles, &u.PasswordHash, &u.Disabled, &created, &updated)
 	err := d.db.QueryRowContext(ctx,
 		`SELECT `+apiKeyColumnsK+`, u.id, u.email, u.display_name, u.roles, u.password_hash, u.disabled, u.created_at, u.updated_at
@@ -112,7 +169,7 @@ func (d *DB) LookupAPIKey(ctx context.Context, hash []byte) (store.APIKey, store
 		// Never put the hash in the error: it identifies a credential.
 		return store.APIKey{}, store.User{}, fmt.Errorf("lookup api key: %w", mapErr(err))
 	}
-	finishAPIKey(&k, scopes, t)
+	finishAPIKey(&k, &x)
 	u.Roles = splitTokens(roles)
 	u.CreatedAt, u.UpdatedAt = fromMillis(created), fromMillis(updated)
 	return k, u, nil
@@ -134,16 +191,8 @@ func (d *DB) ListAPIKeys(ctx context.Context, userID string) ([]store.APIKey, er
 	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
-	defer rows.Close()
-	var out []store.APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list api keys: %w", err)
-		}
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
+	out, err := scanAPIKeys(rows)
+	if err != nil {
 		return nil, fmt.Errorf("list api keys: %w", err)
 	}
 	return out, nil
@@ -200,9 +249,10 @@ func (d *DB) TouchAPIKeys(ctx context.Context, lastUsed map[string]time.Time) er
 }
 
 // DeleteAPIKeysBefore deletes up to limit keys that expired or were revoked
-// before cutoff and returns how many it deleted. Several nodes may run it
-// at once: on PostgreSQL rows another node is deleting are skipped, on
-// SQLite writers are serialised.
+// before cutoff and returns how many it deleted. Keys bound to a session
+// are left to DeleteSessionsBefore. Several nodes may run it at once: on
+// PostgreSQL rows another node is deleting are skipped, on SQLite writers
+// are serialised.
 func (d *DB) DeleteAPIKeysBefore(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	if limit <= 0 || cutoff.IsZero() {
 		return 0, nil
@@ -210,7 +260,7 @@ func (d *DB) DeleteAPIKeysBefore(ctx context.Context, cutoff time.Time, limit in
 	res, err := d.db.ExecContext(ctx,
 		`DELETE FROM api_keys WHERE id IN (
 			SELECT id FROM api_keys
-			WHERE expires_at < $1 OR revoked_at < $1
+			WHERE session_id IS NULL AND (expires_at < $1 OR revoked_at < $1)
 			ORDER BY id LIMIT $2`+d.lockClause("FOR UPDATE SKIP LOCKED")+`)`,
 		cutoff.UnixMilli(), limit)
 	if err != nil {
