@@ -80,7 +80,8 @@ func eachBackend(t *testing.T, fn func(t *testing.T, c cli)) {
 
 func (c cli) dbFlags() []string {
 	if c.dbURL != "" {
-		return []string{"--database-url", c.dbURL}
+		// The data dir still holds the generated server key.
+		return []string{"--database-url", c.dbURL, "--data-dir", c.dataDir}
 	}
 	return []string{"--data-dir", c.dataDir}
 }
