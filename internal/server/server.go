@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/mcpgate/mcpgate/internal/api"
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/authn"
@@ -111,7 +112,14 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	s.core.Users.OnUserChanged(s.authn.InvalidateUser)
 
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", httpx.CORS(s.authn.OriginAllowed, s.authn.Middleware(s.mcp)))
+	mcpChain := s.authn.Middleware(s.mcp)
+	mux.Handle("/mcp", httpx.CORS(s.authn.OriginAllowed, mcpChain))
+	grantable := append(reg.AllScopes(), authn.DefaultAccountScope)
+	api.New(api.Options{
+		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
+		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
+		Logger: s.log,
+	}).Routes(mux)
 	prm := oauth.ProtectedResourceHandler(oauth.ProtectedResourceMetadata{
 		Resource:               cfg.MCPURL(),
 		ScopesSupported:        reg.AllScopes(),

@@ -33,6 +33,7 @@ type env struct {
 	ts   *httptest.Server
 	base string
 	keys map[string]string // demo email → plaintext key printed at start
+	pws  map[string]string // demo email → password printed at start
 	ids  map[string]string // demo email → user id
 }
 
@@ -65,11 +66,12 @@ func newEnv(t testing.TB, mutate ...func(*config.Config)) *env {
 		ts.Close()
 		srv.Close()
 	})
-	e := &env{t: t, srv: srv, ts: ts, base: cfg.PublicURL, keys: map[string]string{}, ids: map[string]string{}}
+	e := &env{t: t, srv: srv, ts: ts, base: cfg.PublicURL, keys: map[string]string{}, pws: map[string]string{}, ids: map[string]string{}}
 	for _, line := range strings.Split(out.String(), "\n") {
 		f := strings.Fields(line)
 		if len(f) == 3 && strings.HasPrefix(f[2], apikeys.KeyPrefix) {
 			e.keys[f[0]] = f[2]
+			e.pws[f[0]] = f[1]
 		}
 	}
 	if len(e.keys) != 3 {
