@@ -73,7 +73,7 @@ func Defaults() Config {
 
 // RegisterStorage binds the flags every subcommand shares.
 func (c *Config) RegisterStorage(fs *pflag.FlagSet) {
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database and generated key files")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the SQLite database and the generated server key (server.key)")
 	fs.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "database: postgres://… for PostgreSQL, or a SQLite file path (default <data-dir>/mcpgate.db)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text, json, or auto (text on a terminal, JSON otherwise)")
@@ -87,8 +87,8 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address for the Prometheus /metrics listener (off when empty)")
 	fs.StringSliceVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "extra browser origins allowed to call /mcp (the public URL's origin is always allowed)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
-	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", c.KeyCacheTTL, "how long a verified API key is cached; bounds how late other nodes see a revocation")
-	fs.IntVar(&c.KeyCacheSize, "key-cache-size", c.KeyCacheSize, "most API keys kept in the verification cache")
+	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", c.KeyCacheTTL, "how long a verified API key is cached; bounds how late other nodes see a revocation (0: no cache)")
+	fs.IntVar(&c.KeyCacheSize, "key-cache-size", c.KeyCacheSize, "most API keys kept in the verification cache (0: no cache)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long a graceful shutdown waits for requests to finish")
 	fs.DurationVar(&c.MCPSessionTimeout, "mcp-session-timeout", c.MCPSessionTimeout, "idle time after which an MCP session (2025-era protocol) is closed")
 	fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", c.SessionIdleTimeout, "idle time after which a browser login session ends")
