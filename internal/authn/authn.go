@@ -7,9 +7,11 @@ package authn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -39,6 +42,9 @@ type Options struct {
 	UserCacheTTL        time.Duration
 	Logger              *slog.Logger
 	OnDecision          func(method, outcome, reason string) // metrics
+	// RefusalLimiter bounds refused requests per client IP (default: a
+	// burst of 120, then one a second).
+	RefusalLimiter ratelimit.Limiter
 
 	// Sessions reads browser sessions for Account (nil: Account accepts
 	// API keys only).
@@ -63,6 +69,9 @@ type Authenticator struct {
 	origins map[string]bool
 	users   userCache
 	csrf    *http.CrossOriginProtection
+
+	refusals   ratelimit.Limiter // per client IP, see floodLimited
+	floodNotes ratelimit.Limiter // one audit note per IP and minute while limited
 }
 
 // New returns an Authenticator.
@@ -78,6 +87,11 @@ func New(opts Options) *Authenticator {
 		a.origins[normalizeOrigin(o)] = true
 	}
 	a.users = userCache{ttl: opts.UserCacheTTL, entries: map[string]cachedUser{}}
+	a.refusals = opts.RefusalLimiter
+	if a.refusals == nil {
+		a.refusals = ratelimit.NewMemory(refusalEvery, refusalBurst, 100_000)
+	}
+	a.floodNotes = ratelimit.NewMemory(time.Minute, 1, 100_000)
 	if a.opts.AccountScope == "" {
 		a.opts.AccountScope = DefaultAccountScope
 	}
@@ -141,6 +155,9 @@ func (a *Authenticator) unavailable(w http.ResponseWriter, err error) {
 }
 
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refusal) {
+	if a.floodLimited(w, r, ref) {
+		return
+	}
 	method := ref.method
 	if method == "" {
 		method = principal.MethodAPIKey
@@ -160,6 +177,38 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refu
 	}
 	ref.challenge.ResourceMetadata = a.opts.ResourceMetadataURL
 	httpx.WriteChallenge(w, ref.status, ref.challenge)
+}
+
+// Refusal flood control: each refusal costs an audit row (and often a
+// database read), so a client that keeps being refused is slowed down per
+// client IP. Only refusals count: a valid credential from the same address
+// is never held back. Past the limit the client gets 429 and the audit log
+// gets one rate_limited event per IP and minute instead of a row per request.
+const (
+	refusalEvery = time.Second // sustained refusals per IP: one a second…
+	refusalBurst = 120         // …after a burst of 120
+)
+
+func (a *Authenticator) floodLimited(w http.ResponseWriter, r *http.Request, ref *refusal) bool {
+	ip := httpx.InfoFrom(r.Context()).ClientIP
+	if ip == "" {
+		ip = httpx.ClientIP(r)
+	}
+	d, err := a.refusals.Allow(r.Context(), ip)
+	if err != nil || d.Allowed {
+		return false
+	}
+	a.opts.OnDecision("none", store.OutcomeDeny, audit.ReasonRateLimited)
+	if note, err := a.floodNotes.Allow(r.Context(), ip); err == nil && note.Allowed {
+		a.opts.Audit.Record(r.Context(), audit.Event{
+			Type: audit.TypeAuthRejected, Outcome: store.OutcomeDeny, Reason: audit.ReasonRateLimited,
+			Resource: a.opts.Resource, Details: map[string]any{"last_reason": ref.reason, "note": "further refusals from this address within the minute are counted in metrics only"},
+		})
+	}
+	secs := int(d.RetryAfter.Seconds()) + 1
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	httpx.WriteOAuthError(w, http.StatusTooManyRequests, "too_many_requests", fmt.Sprintf("too many refused requests from this address; try again in %d s", secs))
+	return true
 }
 
 func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *refusal, error) {

@@ -619,3 +619,32 @@ func TestPolicyBypassAttempts(t *testing.T) {
 		t.Errorf("money moved: alice's balance is %d", bal)
 	}
 }
+
+// TestRefusalFlood: a client that keeps being refused is slowed down (429)
+// and stops costing an audit row per request, while a valid key from the
+// same address keeps working.
+func TestRefusalFlood(t *testing.T) {
+	e := newEnv(t)
+	var limited int
+	for i := 0; i < 140; i++ {
+		resp := post(t, e.base+"/mcp", bearer(apikeys.Generate()), initBody)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			limited++
+			if resp.Header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		}
+	}
+	if limited == 0 || limited > 25 {
+		t.Errorf("%d of 140 refusals were rate-limited; want the ones past the burst of 120", limited)
+	}
+	if resp := post(t, e.base+"/mcp", bearer(e.keys["alice@example.com"]), initBody); resp.StatusCode != 200 {
+		t.Errorf("a valid key from the flooding address: %d", resp.StatusCode)
+	}
+	core := e.srv.Core()
+	core.Audit.Flush(context.Background())
+	rows, _ := core.DB.ListAudit(context.Background(), store.AuditFilter{Type: audit.TypeAuthRejected, Limit: 1000})
+	if len(rows) > 140-limited+1 {
+		t.Errorf("%d audit rows for %d audited refusals: the flood is not summarised", len(rows), 140-limited)
+	}
+}
