@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 )
 
@@ -64,8 +65,15 @@ func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Request-Id", info.RequestID)
 		if r.ContentLength > maxBody {
-			WriteJSON(rec, http.StatusRequestEntityTooLarge, OAuthError{Error: "request_too_large",
-				Description: fmt.Sprintf("request body exceeds %d bytes", maxBody)})
+			msg := fmt.Sprintf("request body exceeds %d bytes", maxBody)
+			if isFormPost(r) {
+				// A browser form: a readable page, not JSON.
+				rec.Header().Set("Content-Type", "text/html; charset=utf-8")
+				rec.WriteHeader(http.StatusRequestEntityTooLarge)
+				fmt.Fprintf(rec, "<!doctype html><title>Too large</title><h1>Request too large</h1><p>The form you sent is larger than %d bytes. Go back and shorten it.</p>", maxBody)
+			} else {
+				WriteJSON(rec, http.StatusRequestEntityTooLarge, OAuthError{Error: "request_too_large", Description: msg})
+			}
 		} else {
 			if r.Body != nil {
 				r.Body = http.MaxBytesReader(rec, r.Body, maxBody)
@@ -97,6 +105,11 @@ func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe)
 			slog.Int("status", rec.Status), slog.Int64("bytes", rec.Bytes),
 			slog.Duration("duration", d), slog.String("ip", info.ClientIP), slog.String("request_id", info.RequestID))
 	})
+}
+
+func isFormPost(r *http.Request) bool {
+	ct := r.Header.Get("Content-Type")
+	return strings.HasPrefix(ct, "application/x-www-form-urlencoded") || strings.HasPrefix(ct, "multipart/form-data")
 }
 
 func truncatePath(p string) string {

@@ -22,6 +22,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/web"
 )
 
 // Version is stamped at build time (-ldflags "-X …/server.Version=v1.2.3");
@@ -119,6 +120,10 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
 		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
 		Logger: s.log,
+	}).Routes(mux)
+	web.New(web.Options{
+		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,
+		GrantableScopes: grantable, MCPURL: cfg.MCPURL(), Audit: s.core.Audit, Logger: s.log,
 	}).Routes(mux)
 	prm := oauth.ProtectedResourceHandler(oauth.ProtectedResourceMetadata{
 		Resource:               cfg.MCPURL(),

@@ -1,0 +1,114 @@
+package web
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/identity"
+)
+
+// defaultReturn is where a login goes when it has no acceptable return_to.
+const defaultReturn = "/account"
+
+// SafeReturnTo returns raw when it is a path on this site, and "/account"
+// otherwise. Accepted: an absolute path ("/…") that is not
+// protocol-relative ("//host", or "/\host", which browsers read the same
+// way), without a scheme or host, without control characters or
+// backslashes, of at most 2048 bytes, and not the login or logout page
+// itself (no loops).
+func SafeReturnTo(raw string) string {
+	if raw == "" || len(raw) > 2048 || raw[0] != '/' {
+		return defaultReturn
+	}
+	if len(raw) > 1 && (raw[1] == '/' || raw[1] == '\\') {
+		return defaultReturn
+	}
+	for i := 0; i < len(raw); i++ {
+		if c := raw[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return defaultReturn
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return defaultReturn
+	}
+	// A path that decodes to "//host" would be protocol-relative again
+	// once someone normalises it.
+	if strings.HasPrefix(u.Path, "//") {
+		return defaultReturn
+	}
+	switch u.Path {
+	case "/login", "/logout":
+		return defaultReturn
+	}
+	return raw
+}
+
+type loginData struct {
+	Email    string
+	ReturnTo string
+}
+
+// loginForm shows the login page, or sends a logged-in visitor on.
+func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
+	returnTo := SafeReturnTo(r.URL.Query().Get("return_to"))
+	if _, err := h.opts.Sessions.Current(r); err == nil {
+		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		return
+	}
+	v := view{Title: "Sign in", Data: loginData{ReturnTo: returnTo}}
+	v.setNotice(r)
+	h.render(w, r, http.StatusOK, "login", v)
+}
+
+// login checks the credentials and starts a fresh session. Wrong email and
+// wrong password get the same answer (identity.Login makes them cost the
+// same too).
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	if !h.parseForm(w, r, nil) {
+		return
+	}
+	f := r.PostForm
+	email, password := strings.TrimSpace(f.Get("email")), f.Get("password")
+	returnTo := SafeReturnTo(f.Get("return_to"))
+	data := loginData{Email: truncate(email, 254), ReturnTo: returnTo}
+	fail := func(status int, msg string) {
+		h.render(w, r, status, "login", view{Title: "Sign in", Error: msg, Data: data})
+	}
+	if email == "" || password == "" {
+		fail(http.StatusUnprocessableEntity, "Enter your email address and your password.")
+		return
+	}
+	u, err := h.opts.Users.Login(r.Context(), email, password, clientIP(r))
+	if err != nil {
+		if rl, ok := errors.AsType[*identity.RateLimitedError](err); ok {
+			secs := identity.RetryAfterSeconds(rl.RetryAfter)
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			fail(http.StatusTooManyRequests, "Too many attempts. Try again in "+strconv.Itoa(secs)+" s.")
+			return
+		}
+		if errors.Is(err, identity.ErrInvalidCredentials) {
+			fail(http.StatusUnprocessableEntity, "Incorrect email or password.")
+			return
+		}
+		h.unavailable(w, r, nil, err)
+		return
+	}
+	if _, err := h.opts.Sessions.Start(r.Context(), w, r, u); err != nil {
+		h.unavailable(w, r, nil, err)
+		return
+	}
+	http.Redirect(w, r, returnTo, http.StatusSeeOther)
+}
+
+// logout ends the session (idempotent) and goes to the login page.
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	if err := h.opts.Sessions.End(r.Context(), w, r); err != nil {
+		h.unavailable(w, r, nil, err)
+		return
+	}
+	http.Redirect(w, r, "/login?done=signed_out", http.StatusSeeOther)
+}
