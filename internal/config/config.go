@@ -49,6 +49,19 @@ type Config struct {
 	// ServerKey is the base64 of at least 32 secret bytes, shared by every
 	// node; empty: LoadServerKey uses (or creates) <data-dir>/server.key.
 	ServerKey string
+
+	// OAuth authorization server (serve).
+	AccessTokenTTL      time.Duration // lifetime of JWT access tokens
+	SigningAlg          string        // ES256, EdDSA or RS256
+	SigningKeyRotation  time.Duration // how often a new signing key takes over
+	RefreshIdle         time.Duration // a refresh token unused this long expires
+	RefreshLifetime     time.Duration // absolute lifetime of a refresh-token family
+	RefreshGrace        time.Duration // retried refresh of the same token within this window gets a valid pair
+	CIMDAllowHosts      []string      // when set, only these hosts may serve client metadata documents
+	CIMDDenyHosts       []string      // hosts never fetched for client metadata documents
+	RegistrationUnused  time.Duration // dynamically registered clients never used are removed after this
+	RegistrationIdle    time.Duration // dynamically registered clients idle this long are removed
+	DisableRegistration bool          // turn off dynamic client registration (RFC 7591)
 }
 
 // Defaults returns a Config with every default filled in.
@@ -68,6 +81,15 @@ func Defaults() Config {
 		SessionLifetime:    30 * 24 * time.Hour,
 		SessionKeyLifetime: 7 * 24 * time.Hour,
 		Retention:          30 * 24 * time.Hour,
+
+		AccessTokenTTL:     time.Hour,
+		SigningAlg:         "ES256",
+		SigningKeyRotation: 30 * 24 * time.Hour,
+		RefreshIdle:        7 * 24 * time.Hour,
+		RefreshLifetime:    90 * 24 * time.Hour,
+		RefreshGrace:       30 * time.Second,
+		RegistrationUnused: 24 * time.Hour,
+		RegistrationIdle:   90 * 24 * time.Hour,
 	}
 }
 
@@ -95,6 +117,17 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.SessionLifetime, "session-lifetime", c.SessionLifetime, "absolute lifetime of a browser login session")
 	fs.DurationVar(&c.SessionKeyLifetime, "session-key-lifetime", c.SessionKeyLifetime, "longest lifetime of the MCP key of a browser session (it also ends with the session)")
 	fs.DurationVar(&c.Retention, "retention", c.Retention, "how long expired or revoked sessions and API keys are kept before the cleaner deletes them (audit events are kept)")
+	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", c.AccessTokenTTL, "lifetime of OAuth access tokens (JWT)")
+	fs.StringVar(&c.SigningAlg, "signing-alg", c.SigningAlg, "token signing algorithm: ES256, EdDSA or RS256")
+	fs.DurationVar(&c.SigningKeyRotation, "signing-key-rotation", c.SigningKeyRotation, "how often a new token signing key takes over (old public keys stay published until their tokens expire)")
+	fs.DurationVar(&c.RefreshIdle, "refresh-idle", c.RefreshIdle, "a refresh token unused this long expires")
+	fs.DurationVar(&c.RefreshLifetime, "refresh-lifetime", c.RefreshLifetime, "absolute lifetime of a refresh-token family (then the user logs in again)")
+	fs.DurationVar(&c.RefreshGrace, "refresh-grace", c.RefreshGrace, "window in which a retried refresh of the same token returns a valid pair instead of revoking the family")
+	fs.StringSliceVar(&c.CIMDAllowHosts, "cimd-allow-hosts", c.CIMDAllowHosts, "only these hosts may serve OAuth client metadata documents (empty: any public host)")
+	fs.StringSliceVar(&c.CIMDDenyHosts, "cimd-deny-hosts", c.CIMDDenyHosts, "hosts never fetched for OAuth client metadata documents")
+	fs.DurationVar(&c.RegistrationUnused, "registration-unused-ttl", c.RegistrationUnused, "dynamically registered OAuth clients that never completed a login are removed after this")
+	fs.DurationVar(&c.RegistrationIdle, "registration-idle-ttl", c.RegistrationIdle, "dynamically registered OAuth clients unused this long are removed")
+	fs.BoolVar(&c.DisableRegistration, "disable-registration", c.DisableRegistration, "turn off dynamic client registration (RFC 7591); client metadata documents and pre-registered clients still work")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }
 
@@ -247,6 +280,31 @@ func (c *Config) Validate() error {
 	}
 	if c.SessionKeyLifetime < time.Minute {
 		errs = append(errs, fmt.Sprintf("--session-key-lifetime %s: must be at least 1m", c.SessionKeyLifetime))
+	}
+	if c.AccessTokenTTL < time.Minute || c.AccessTokenTTL > 24*time.Hour {
+		errs = append(errs, fmt.Sprintf("--access-token-ttl %s: must be between 1m and 24h", c.AccessTokenTTL))
+	}
+	switch c.SigningAlg {
+	case "ES256", "EdDSA", "RS256":
+	default:
+		errs = append(errs, fmt.Sprintf("--signing-alg %q: must be ES256, EdDSA or RS256", c.SigningAlg))
+	}
+	if c.SigningKeyRotation < time.Hour {
+		errs = append(errs, fmt.Sprintf("--signing-key-rotation %s: must be at least 1h", c.SigningKeyRotation))
+	}
+	if c.RefreshIdle < time.Minute || c.RefreshLifetime < c.RefreshIdle {
+		errs = append(errs, fmt.Sprintf("--refresh-idle %s / --refresh-lifetime %s: idle must be at least 1m and not longer than the lifetime", c.RefreshIdle, c.RefreshLifetime))
+	}
+	if c.RefreshGrace < 0 || c.RefreshGrace > 5*time.Minute {
+		errs = append(errs, fmt.Sprintf("--refresh-grace %s: must be between 0 and 5m", c.RefreshGrace))
+	}
+	if c.RegistrationUnused < time.Hour || c.RegistrationIdle < time.Hour {
+		errs = append(errs, "--registration-unused-ttl and --registration-idle-ttl must be at least 1h")
+	}
+	for _, h := range append(append([]string{}, c.CIMDAllowHosts...), c.CIMDDenyHosts...) {
+		if h == "" || strings.ContainsAny(h, "/:@ ") {
+			errs = append(errs, fmt.Sprintf("--cimd-allow-hosts/--cimd-deny-hosts %q: must be a bare host name such as app.example.com", h))
+		}
 	}
 	if c.Retention < time.Hour {
 		errs = append(errs, fmt.Sprintf("--retention %s: must be at least 1h", c.Retention))

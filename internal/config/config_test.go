@@ -3,6 +3,7 @@ package config
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/pflag"
 )
@@ -134,5 +135,23 @@ func TestMissingDataDir(t *testing.T) {
 	c.DataDir = t.TempDir() + "/nope"
 	if err := c.ValidateStorage(); err == nil || !strings.Contains(err.Error(), "--data-dir") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestOAuthSettingsValidated(t *testing.T) {
+	c := Defaults()
+	c.DataDir = t.TempDir()
+	c.AccessTokenTTL = time.Second
+	c.SigningAlg = "HS256"
+	c.RefreshGrace = time.Hour
+	c.CIMDAllowHosts = []string{"https://x.example/"}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("bad OAuth settings accepted")
+	}
+	for _, want := range []string{"--access-token-ttl", "--signing-alg", "--refresh-grace", "--cimd-allow-hosts"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s:\n%v", want, err)
+		}
 	}
 }
