@@ -95,6 +95,9 @@ func (a *API) sessionKey(r *http.Request) (string, store.APIKey, *apiError) {
 		return "", store.APIKey{}, errorf(http.StatusUnauthorized, codeUnauthorized, "the MCP credential of this session was revoked or has expired; log in again to get a new one")
 	case errors.As(err, &refused):
 		return "", store.APIKey{}, errorf(http.StatusUnauthorized, codeUnauthorized, "your session has ended; log in again")
+	case errors.Is(err, apikeys.ErrSessionKeyChanged):
+		a.log.Warn("api: a session key was derived under another server key; do all nodes share --server-key?", "session", cur.Session.ID)
+		return "", store.APIKey{}, errorf(http.StatusUnauthorized, codeUnauthorized, "the MCP credential of this session can no longer be derived (the server key changed); log in again")
 	case errors.Is(err, apikeys.ErrNoServerKey):
 		a.log.Error("api: session credentials need a server key (apikeys.Options.ServerKey)")
 		return "", store.APIKey{}, errorf(http.StatusServiceUnavailable, codeUnavailable, "session credentials are not configured on this server")

@@ -23,6 +23,11 @@ const sessionKeyLabel = "mcpgate session key v1\x00"
 // ErrNoServerKey: SessionKey needs Options.ServerKey.
 var ErrNoServerKey = errors.New("apikeys: no server key configured (at least 32 bytes) for session keys")
 
+// ErrSessionKeyChanged: the session already holds a key derived under
+// another server key (the key was rotated, or the nodes do not share one).
+// The user must log in again to get a session, and key, under this one.
+var ErrSessionKeyChanged = errors.New("apikeys: the session's key was derived under a different server key")
+
 // deriveSessionKey is the plaintext session key for a cookie secret: the
 // key format applied to HMAC-SHA256(server key, label || secret). The same
 // session always gets the same key, and neither the key nor the secret
@@ -97,7 +102,10 @@ func (s *Service) SessionKey(ctx context.Context, sess store.Session, secret str
 		// A concurrent first call won: return its row.
 		k, found, err := s.existingSessionKey(ctx, h, sess, now)
 		if err == nil && !found {
-			err = fmt.Errorf("apikeys: session key: %w", store.ErrConflict)
+			// The session already has a key, but not the one derived now:
+			// it was derived under another server key (a rotated key, or
+			// nodes that do not share one).
+			err = ErrSessionKeyChanged
 		}
 		return plaintext, k, err
 	case errors.Is(err, store.ErrNotFound):

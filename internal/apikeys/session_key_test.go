@@ -384,3 +384,17 @@ func TestKeysNeverAccumulate(t *testing.T) {
 		}
 	})
 }
+
+// A node with another server key cannot derive a session's existing key:
+// it says so (ErrSessionKeyChanged) instead of a storage conflict.
+func TestSessionKeyUnderAnotherServerKey(t *testing.T) {
+	forEachSQLBackend(t, func(t *testing.T, b backend) {
+		e := newSessEnv(t, b, Options{}, session.Options{})
+		cur, _ := e.login(e.user())
+		e.sessionKey(cur, "payments:read")
+		other := New(e.raw, e.rec, Options{ServerKey: []byte("another server key, 32 bytes lng"), Now: e.clock.Now})
+		if _, _, err := other.SessionKey(e.ctx, cur.Session, cur.Secret, []string{"payments:read"}); !errors.Is(err, ErrSessionKeyChanged) {
+			t.Fatalf("SessionKey under another server key: %v, want ErrSessionKeyChanged", err)
+		}
+	})
+}

@@ -107,7 +107,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "public base URL clients use, for metadata and challenges (default http://<addr>)")
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "serve the demo payment tools and create the demo users alice, bob and charlie")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address for the Prometheus /metrics listener (off when empty)")
-	fs.StringSliceVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "extra browser origins allowed to call /mcp (the public URL's origin is always allowed)")
+	fs.StringSliceVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "extra browser origins (web apps) allowed to call /mcp and the cookie-authenticated JSON API (the public URL's origin is always allowed)")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", c.KeyCacheTTL, "how long a verified API key is cached; bounds how late other nodes see a revocation (0: no cache)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", c.KeyCacheSize, "most API keys kept in the verification cache (0: no cache)")

@@ -106,6 +106,9 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		Resource: cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
 		Scopes: reg.AllScopes(), AllowedOrigins: origins, UserCacheTTL: cfg.KeyCacheTTL, Logger: s.log,
 		Sessions: s.core.Sessions,
+		// A web app on another origin that the operator allowed may also
+		// make cookie-authenticated calls (login, credentials, facade).
+		CSRFTrustedOrigins: cfg.AllowedOrigins,
 		OnDecision: func(method, outcome, reason string) {
 			s.metrics.AuthDecisions.WithLabelValues(method, outcome, reason).Inc()
 		},
@@ -119,7 +122,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	api.New(api.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
 		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
-		Logger: s.log,
+		CSRFTrustedOrigins: cfg.AllowedOrigins, Logger: s.log,
 	}).Routes(mux)
 	web.New(web.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,

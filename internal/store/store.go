@@ -155,6 +155,10 @@ type Store interface {
 	// Browser sessions.
 	SessionStore
 
+	// OAuth authorization server state: pending requests, consents,
+	// grants with their codes, refresh tokens (oauth.go).
+	OAuthStore
+
 	// Audit log (append-only: there is no update or delete).
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

@@ -1,0 +1,884 @@
+package conformance
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// OAuthTestStore is what the OAuth tests need: users, clients and the
+// authorization server's state.
+type OAuthTestStore interface {
+	store.Store
+	store.ClientStore
+	store.OAuthStore
+}
+
+// oauthTests is the OAuthStore part of the suite.
+var oauthTests = []struct {
+	name string
+	fn   func(t *testing.T, s OAuthTestStore)
+}{
+	{"OAuthRequestRoundTrip", testOAuthRequestRoundTrip},
+	{"OAuthRequestTakeConcurrent", testOAuthRequestTakeConcurrent},
+	{"OAuthApprove", testOAuthApprove},
+	{"OAuthApproveConcurrent", testOAuthApproveConcurrent},
+	{"OAuthRedeemCode", testOAuthRedeemCode},
+	{"OAuthRedeemCodeConcurrent", testOAuthRedeemCodeConcurrent},
+	{"OAuthRevokeGrant", testOAuthRevokeGrant},
+	{"OAuthRevokeConsent", testOAuthRevokeConsent},
+	{"OAuthRevokeUserGrants", testOAuthRevokeUserGrants},
+	{"OAuthClientCredentialsGrant", testOAuthClientCredentialsGrant},
+	{"OAuthRefreshRotation", testOAuthRefreshRotation},
+	{"OAuthRefreshExpiry", testOAuthRefreshExpiry},
+	{"OAuthRefreshRotateConcurrent", testOAuthRefreshRotateConcurrent},
+	{"OAuthTouchGrant", testOAuthTouchGrant},
+	{"OAuthClientDeleteCascades", testOAuthClientDeleteCascades},
+	{"OAuthDeleteExpired", testOAuthDeleteExpired},
+	{"OAuthHostileInput", testOAuthHostileInput},
+}
+
+// RunOAuth runs the OAuthStore tests, one subtest per behaviour, each on a
+// fresh store from newStore (Run calls it).
+func RunOAuth(t *testing.T, newStore func(t *testing.T) OAuthTestStore) {
+	for _, tc := range oauthTests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+const testResource = "https://mcp.example.com/mcp"
+
+func oauthRequestMS(q store.OAuthRequest) store.OAuthRequest {
+	q.CreatedAt, q.ExpiresAt = ms(q.CreatedAt), ms(q.ExpiresAt)
+	return q
+}
+
+func grantMS(g store.OAuthGrant) store.OAuthGrant {
+	g.AuthTime, g.CodeExpiresAt, g.CodeRedeemedAt = ms(g.AuthTime), ms(g.CodeExpiresAt), ms(g.CodeRedeemedAt)
+	g.CreatedAt, g.ExpiresAt, g.LastUsedAt, g.RevokedAt = ms(g.CreatedAt), ms(g.ExpiresAt), ms(g.LastUsedAt), ms(g.RevokedAt)
+	return g
+}
+
+// oauthFixture is a user and a client to hang OAuth state on.
+type oauthFixture struct {
+	user   store.User
+	client store.OAuthClient
+}
+
+func newOAuthFixture(t *testing.T, s OAuthTestStore, email string) oauthFixture {
+	t.Helper()
+	return oauthFixture{user: mustUser(t, s, email), client: mustClient(t, s, newClient(at(0)))}
+}
+
+func newRequest(f oauthFixture, created time.Time) store.OAuthRequest {
+	return store.OAuthRequest{
+		ID: store.NewID("areq"), ClientID: f.client.ClientID, RedirectURI: "http://127.0.0.1:4711/callback",
+		RedirectURIProvided: true, Scopes: []string{"payments:read", "openid"}, Resource: testResource,
+		State: "st&te=\"x\"", CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM", Nonce: "n-0S6_WzA2Mj",
+		CreatedAt: created, ExpiresAt: created.Add(10 * time.Minute),
+	}
+}
+
+// newGrant returns a grant with a fresh code for f (not stored) and the
+// code's hash.
+func newGrant(f oauthFixture, scopes []string, created time.Time) store.OAuthGrant {
+	return store.OAuthGrant{
+		ID: store.NewID("grt"), UserID: f.user.ID, ClientID: f.client.ClientID, Resource: testResource,
+		Scopes: scopes, Nonce: "nonce", AuthTime: created.Add(-time.Minute),
+		CodeHash: randomHash(), CodeChallenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+		RedirectURI: "http://127.0.0.1:4711/callback", RedirectURIProvided: true, CodeExpiresAt: created.Add(10 * time.Minute),
+		CreatedAt: created, ExpiresAt: created.Add(90 * 24 * time.Hour),
+	}
+}
+
+// mustApprove approves without a pending request and returns the grant.
+func mustApprove(t *testing.T, s OAuthTestStore, f oauthFixture, scopes []string, created time.Time) store.OAuthGrant {
+	t.Helper()
+	_, g, err := s.ApproveOAuthRequest(t.Context(), "", scopes, newGrant(f, scopes, created))
+	if err != nil {
+		t.Fatalf("ApproveOAuthRequest: %v", err)
+	}
+	return g
+}
+
+func newRefresh(created time.Time, life time.Duration) store.OAuthRefreshToken {
+	return store.OAuthRefreshToken{ID: store.NewID("ort"), Hash: randomHash(), CreatedAt: created, ExpiresAt: created.Add(life)}
+}
+
+func getGrant(t *testing.T, s OAuthTestStore, id string) store.OAuthGrant {
+	t.Helper()
+	g, err := s.GetOAuthGrant(t.Context(), id)
+	if err != nil {
+		t.Fatalf("GetOAuthGrant(%s): %v", id, err)
+	}
+	return g
+}
+
+func testOAuthRequestRoundTrip(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "req@example.com")
+	q := newRequest(f, at(0))
+	q.Prompt = "consent"
+	if err := s.CreateOAuthRequest(ctx, q); err != nil {
+		t.Fatalf("CreateOAuthRequest: %v", err)
+	}
+	got, err := s.GetOAuthRequest(ctx, q.ID)
+	if err != nil {
+		t.Fatalf("GetOAuthRequest: %v", err)
+	}
+	if d := diff(oauthRequestMS(q), got); d != "" {
+		t.Errorf("GetOAuthRequest mismatch (-want +got):\n%s", d)
+	}
+	if err := s.CreateOAuthRequest(ctx, q); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateOAuthRequest(same id): err = %v, want ErrConflict", err)
+	}
+	// A request that did not give redirect_uri keeps that fact.
+	q2 := newRequest(f, at(time.Second))
+	q2.RedirectURIProvided = false
+	q2.Scopes = nil
+	if err := s.CreateOAuthRequest(ctx, q2); err != nil {
+		t.Fatalf("CreateOAuthRequest(q2): %v", err)
+	}
+	if got, err := s.GetOAuthRequest(ctx, q2.ID); err != nil || got.RedirectURIProvided || len(got.Scopes) != 0 {
+		t.Errorf("GetOAuthRequest(q2) = %+v, %v; want RedirectURIProvided false and no scopes", got, err)
+	}
+
+	taken, err := s.TakeOAuthRequest(ctx, q.ID)
+	if err != nil {
+		t.Fatalf("TakeOAuthRequest: %v", err)
+	}
+	if d := diff(oauthRequestMS(q), taken); d != "" {
+		t.Errorf("TakeOAuthRequest mismatch (-want +got):\n%s", d)
+	}
+	if _, err := s.TakeOAuthRequest(ctx, q.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("TakeOAuthRequest twice: err = %v, want ErrNotFound (single use)", err)
+	}
+	if _, err := s.GetOAuthRequest(ctx, q.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetOAuthRequest after take: err = %v, want ErrNotFound", err)
+	}
+
+	bad := newRequest(f, at(0))
+	bad.ClientID = "client_unknown"
+	if err := s.CreateOAuthRequest(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateOAuthRequest(unknown client): err = %v, want ErrNotFound", err)
+	}
+	noExpiry := newRequest(f, at(0))
+	noExpiry.ExpiresAt = time.Time{}
+	if err := s.CreateOAuthRequest(ctx, noExpiry); err == nil {
+		t.Error("CreateOAuthRequest without expiry succeeded")
+	}
+}
+
+func testOAuthRequestTakeConcurrent(t *testing.T, s OAuthTestStore) {
+	f := newOAuthFixture(t, s, "take@example.com")
+	q := newRequest(f, at(0))
+	if err := s.CreateOAuthRequest(t.Context(), q); err != nil {
+		t.Fatalf("CreateOAuthRequest: %v", err)
+	}
+	const n = 8
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		won, nf  int
+		failures []error
+	)
+	for range n {
+		wg.Go(func() {
+			_, err := s.TakeOAuthRequest(t.Context(), q.ID)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won++
+			case errors.Is(err, store.ErrNotFound):
+				nf++
+			default:
+				failures = append(failures, err)
+			}
+		})
+	}
+	wg.Wait()
+	if won != 1 || nf != n-1 || len(failures) > 0 {
+		t.Errorf("concurrent takes: %d won, %d not found, errors %v; want exactly one winner", won, nf, failures)
+	}
+}
+
+func testOAuthApprove(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "approve@example.com")
+	q := newRequest(f, at(0))
+	if err := s.CreateOAuthRequest(ctx, q); err != nil {
+		t.Fatalf("CreateOAuthRequest: %v", err)
+	}
+	g1 := newGrant(f, []string{"payments:read"}, at(time.Minute))
+	g1.ConsentID = "ocn_ignored"
+	c1, stored, err := s.ApproveOAuthRequest(ctx, q.ID, []string{"payments:read"}, g1)
+	if err != nil {
+		t.Fatalf("ApproveOAuthRequest: %v", err)
+	}
+	if c1.ID == "" || c1.ID == "ocn_ignored" || c1.UserID != f.user.ID || c1.ClientID != f.client.ClientID || c1.Resource != testResource {
+		t.Errorf("consent = %+v; want a new consent of the user for the client and resource", c1)
+	}
+	if d := diff([]string{"payments:read"}, c1.Scopes); d != "" {
+		t.Errorf("consent scopes (-want +got):\n%s", d)
+	}
+	if !c1.CreatedAt.Equal(ms(at(time.Minute))) || !c1.LastUsedAt.IsZero() {
+		t.Errorf("consent created %v, last used %v; want the approval time and never", c1.CreatedAt, c1.LastUsedAt)
+	}
+	want := grantMS(g1)
+	want.ConsentID = c1.ID
+	if d := diff(want, stored); d != "" {
+		t.Errorf("approved grant (-want +got):\n%s", d)
+	}
+	if d := diff(want, getGrant(t, s, g1.ID)); d != "" {
+		t.Errorf("GetOAuthGrant (-want +got):\n%s", d)
+	}
+	if _, err := s.GetOAuthRequest(ctx, q.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("pending request after approval: err = %v, want ErrNotFound", err)
+	}
+	// The request is single use: approving it again fails and stores nothing.
+	g2 := newGrant(f, []string{"payments:read"}, at(2*time.Minute))
+	if _, _, err := s.ApproveOAuthRequest(ctx, q.ID, []string{"payments:read"}, g2); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second approval of one request: err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetOAuthGrant(ctx, g2.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("grant of the refused second approval was stored: %v", err)
+	}
+
+	// New scopes extend the consent, which keeps its id.
+	g3 := newGrant(f, []string{"payments:write", "payments:read"}, at(3*time.Minute))
+	c3, _, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:write", "payments:read"}, g3)
+	if err != nil {
+		t.Fatalf("ApproveOAuthRequest(no request): %v", err)
+	}
+	if c3.ID != c1.ID {
+		t.Errorf("consent id changed from %s to %s", c1.ID, c3.ID)
+	}
+	if d := diff([]string{"payments:read", "payments:write"}, c3.Scopes); d != "" {
+		t.Errorf("extended consent scopes (-want +got):\n%s", d)
+	}
+	if !c3.UpdatedAt.Equal(ms(at(3 * time.Minute))) {
+		t.Errorf("consent UpdatedAt = %v, want the time of the extension", c3.UpdatedAt)
+	}
+	got, err := s.GetOAuthConsent(ctx, f.user.ID, f.client.ClientID, testResource)
+	if err != nil {
+		t.Fatalf("GetOAuthConsent: %v", err)
+	}
+	if d := diff(c3, got); d != "" {
+		t.Errorf("GetOAuthConsent (-want +got):\n%s", d)
+	}
+	if byID, err := s.GetOAuthConsentByID(ctx, c1.ID); err != nil || byID.ID != c1.ID {
+		t.Errorf("GetOAuthConsentByID = %v, %v", byID.ID, err)
+	}
+	// A consent for another resource is another row.
+	other := newGrant(f, []string{"payments:read"}, at(4*time.Minute))
+	other.Resource = "https://other.example.com/mcp"
+	c4, _, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, other)
+	if err != nil || c4.ID == c1.ID {
+		t.Fatalf("approval for another resource: consent %s, err %v; want a new consent", c4.ID, err)
+	}
+	if _, err := s.GetOAuthConsent(ctx, f.user.ID, f.client.ClientID, "https://nowhere.example.com/mcp"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetOAuthConsent(unknown resource): err = %v, want ErrNotFound", err)
+	}
+	list, err := s.ListOAuthConsents(ctx, f.user.ID)
+	if err != nil {
+		t.Fatalf("ListOAuthConsents: %v", err)
+	}
+	if len(list) != 2 || list[0].ID != c4.ID || list[1].ID != c1.ID {
+		t.Errorf("ListOAuthConsents = %v; want the newer consent first", list)
+	}
+	if l, err := s.ListOAuthConsents(ctx, "usr_nobody"); err != nil || len(l) != 0 {
+		t.Errorf("ListOAuthConsents(unknown user) = %v, %v", l, err)
+	}
+
+	// A grant's code hash is unique.
+	dup := newGrant(f, nil, at(5*time.Minute))
+	dup.CodeHash = g3.CodeHash
+	if _, _, err := s.ApproveOAuthRequest(ctx, "", nil, dup); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("approval with a taken code hash: err = %v, want ErrConflict", err)
+	}
+	// Unknown user or client.
+	ghost := newGrant(f, nil, at(5*time.Minute))
+	ghost.UserID = store.NewID("usr")
+	if _, _, err := s.ApproveOAuthRequest(ctx, "", nil, ghost); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("approval for an unknown user: err = %v, want ErrNotFound", err)
+	}
+	short := newGrant(f, nil, at(5*time.Minute))
+	short.CodeHash = []byte("plaintext code")
+	if _, _, err := s.ApproveOAuthRequest(ctx, "", nil, short); err == nil {
+		t.Error("approval with a code hash that is not a SHA-256 digest succeeded")
+	}
+}
+
+func testOAuthApproveConcurrent(t *testing.T, s OAuthTestStore) {
+	f := newOAuthFixture(t, s, "concurrent-consent@example.com")
+	scopes := []string{"a", "b", "c", "d", "e", "f"}
+	var wg sync.WaitGroup
+	errs := make([]error, len(scopes))
+	ids := make([]string, len(scopes))
+	for i, sc := range scopes {
+		wg.Go(func() {
+			c, _, err := s.ApproveOAuthRequest(t.Context(), "", []string{sc}, newGrant(f, []string{sc}, at(time.Duration(i)*time.Second)))
+			errs[i], ids[i] = err, c.ID
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("approval %d: %v", i, err)
+		}
+		if ids[i] != ids[0] {
+			t.Errorf("approvals got different consents: %v", ids)
+			break
+		}
+	}
+	c, err := s.GetOAuthConsent(t.Context(), f.user.ID, f.client.ClientID, testResource)
+	if err != nil {
+		t.Fatalf("GetOAuthConsent: %v", err)
+	}
+	got := slices.Clone(c.Scopes)
+	slices.Sort(got)
+	if d := diff(scopes, got); d != "" {
+		t.Errorf("consent after concurrent approvals lost scopes (-want +got):\n%s", d)
+	}
+}
+
+func testOAuthRedeemCode(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "redeem@example.com")
+	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	if _, err := s.RedeemOAuthCode(ctx, randomHash(), at(time.Second)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RedeemOAuthCode(unknown): err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.RedeemOAuthCode(ctx, []byte("short"), at(time.Second)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RedeemOAuthCode(not a digest): err = %v, want ErrNotFound", err)
+	}
+	got, err := s.RedeemOAuthCode(ctx, g.CodeHash, at(time.Second))
+	if err != nil {
+		t.Fatalf("RedeemOAuthCode: %v", err)
+	}
+	want := g
+	want.CodeRedeemedAt, want.LastUsedAt = ms(at(time.Second)), ms(at(time.Second))
+	if d := diff(want, got); d != "" {
+		t.Errorf("redeemed grant (-want +got):\n%s", d)
+	}
+	c, err := s.GetOAuthConsentByID(ctx, g.ConsentID)
+	if err != nil || !c.LastUsedAt.Equal(ms(at(time.Second))) {
+		t.Errorf("consent last used = %v (%v); want the redemption time", c.LastUsedAt, err)
+	}
+	again, err := s.RedeemOAuthCode(ctx, g.CodeHash, at(2*time.Second))
+	if !errors.Is(err, store.ErrReplayed) {
+		t.Fatalf("second redemption: err = %v, want ErrReplayed", err)
+	}
+	if again.ID != g.ID || !again.CodeRedeemedAt.Equal(ms(at(time.Second))) {
+		t.Errorf("replayed redemption returned grant %s redeemed at %v; want %s redeemed at the first time", again.ID, again.CodeRedeemedAt, g.ID)
+	}
+}
+
+func testOAuthRedeemCodeConcurrent(t *testing.T, s OAuthTestStore) {
+	f := newOAuthFixture(t, s, "redeem-race@example.com")
+	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	const n = 8
+	var (
+		wg            sync.WaitGroup
+		mu            sync.Mutex
+		won, replayed int
+		failures      []error
+	)
+	for range n {
+		wg.Go(func() {
+			_, err := s.RedeemOAuthCode(t.Context(), g.CodeHash, at(time.Second))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				won++
+			case errors.Is(err, store.ErrReplayed):
+				replayed++
+			default:
+				failures = append(failures, err)
+			}
+		})
+	}
+	wg.Wait()
+	if won != 1 || replayed != n-1 || len(failures) > 0 {
+		t.Errorf("concurrent redemptions: %d won, %d replayed, errors %v; want exactly one winner", won, replayed, failures)
+	}
+}
+
+func testOAuthRevokeGrant(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "revoke-grant@example.com")
+	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	if !g.Active(at(time.Minute)) {
+		t.Fatal("fresh grant is not active")
+	}
+	got, ended, err := s.RevokeOAuthGrant(ctx, g.ID, at(time.Minute), "user_revoked")
+	if err != nil || !ended {
+		t.Fatalf("RevokeOAuthGrant = ended %v, %v; want true", ended, err)
+	}
+	if !got.RevokedAt.Equal(ms(at(time.Minute))) || got.RevokeReason != "user_revoked" || got.Active(at(time.Minute)) {
+		t.Errorf("revoked grant: at %v reason %q active %v", got.RevokedAt, got.RevokeReason, got.Active(at(time.Minute)))
+	}
+	got, ended, err = s.RevokeOAuthGrant(ctx, g.ID, at(time.Hour), "again")
+	if err != nil || ended || !got.RevokedAt.Equal(ms(at(time.Minute))) || got.RevokeReason != "user_revoked" {
+		t.Errorf("second revocation: ended %v at %v reason %q err %v; want the first time and reason kept", ended, got.RevokedAt, got.RevokeReason, err)
+	}
+	if _, _, err := s.RevokeOAuthGrant(ctx, "grt_unknown", at(0), "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeOAuthGrant(unknown): err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.CreateOAuthRefreshToken(ctx, store.OAuthRefreshToken{ID: store.NewID("ort"), GrantID: g.ID, Hash: randomHash(), ExpiresAt: at(time.Hour)}); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refresh token for a revoked grant: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testOAuthRevokeConsent(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "revoke-consent@example.com")
+	g1 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	g2 := mustApprove(t, s, f, []string{"payments:write"}, at(time.Second))
+	done := mustApprove(t, s, f, []string{"payments:read"}, at(2*time.Second))
+	if _, _, err := s.RevokeOAuthGrant(ctx, done.ID, at(3*time.Second), "earlier"); err != nil {
+		t.Fatal(err)
+	}
+	// Another user cannot revoke it.
+	mallory := mustUser(t, s, "mallory@example.com")
+	if _, _, err := s.RevokeOAuthConsent(ctx, mallory.ID, g1.ConsentID, at(time.Minute), "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RevokeOAuthConsent by another user: err = %v, want ErrNotFound", err)
+	}
+	c, grants, err := s.RevokeOAuthConsent(ctx, f.user.ID, g1.ConsentID, at(time.Minute), "user_revoked")
+	if err != nil {
+		t.Fatalf("RevokeOAuthConsent: %v", err)
+	}
+	if c.ID != g1.ConsentID {
+		t.Errorf("revoked consent %s, want %s", c.ID, g1.ConsentID)
+	}
+	wantIDs := []string{g1.ID, g2.ID}
+	slices.Sort(wantIDs)
+	var gotIDs []string
+	for _, g := range grants {
+		gotIDs = append(gotIDs, g.ID)
+		if !g.RevokedAt.Equal(ms(at(time.Minute))) || g.RevokeReason != "user_revoked" {
+			t.Errorf("grant %s revoked at %v reason %q", g.ID, g.RevokedAt, g.RevokeReason)
+		}
+	}
+	if d := diff(wantIDs, gotIDs); d != "" {
+		t.Errorf("grants revoked with the consent (-want +got):\n%s", d)
+	}
+	if _, err := s.GetOAuthConsentByID(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("consent after revocation: err = %v, want ErrNotFound", err)
+	}
+	if g := getGrant(t, s, g2.ID); g.Active(at(time.Hour)) || g.ConsentID != "" {
+		t.Errorf("grant after consent revocation: active %v consent %q; want inactive without consent", g.Active(at(time.Hour)), g.ConsentID)
+	}
+	if g := getGrant(t, s, done.ID); g.RevokeReason != "earlier" {
+		t.Errorf("earlier revocation reason overwritten: %q", g.RevokeReason)
+	}
+	if _, _, err := s.RevokeOAuthConsent(ctx, f.user.ID, g1.ConsentID, at(time.Hour), "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second RevokeOAuthConsent: err = %v, want ErrNotFound", err)
+	}
+}
+
+func testOAuthRevokeUserGrants(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "revoke-user@example.com")
+	g1 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	g2 := mustApprove(t, s, f, []string{"payments:read"}, at(time.Second))
+	other := newOAuthFixture(t, s, "bystander@example.com")
+	keep := mustApprove(t, s, other, []string{"payments:read"}, at(0))
+	got, err := s.RevokeUserOAuthGrants(ctx, f.user.ID, at(time.Minute), "password_changed")
+	if err != nil {
+		t.Fatalf("RevokeUserOAuthGrants: %v", err)
+	}
+	want := []string{g1.ID, g2.ID}
+	slices.Sort(want)
+	var ids []string
+	for _, g := range got {
+		ids = append(ids, g.ID)
+	}
+	if d := diff(want, ids); d != "" {
+		t.Errorf("revoked grants (-want +got):\n%s", d)
+	}
+	if again, err := s.RevokeUserOAuthGrants(ctx, f.user.ID, at(time.Hour), "x"); err != nil || len(again) != 0 {
+		t.Errorf("second RevokeUserOAuthGrants = %d grants, %v; want none", len(again), err)
+	}
+	if !getGrant(t, s, keep.ID).Active(at(time.Hour)) {
+		t.Error("another user's grant was revoked")
+	}
+	if _, err := s.GetOAuthConsent(ctx, f.user.ID, f.client.ClientID, testResource); err != nil {
+		t.Errorf("consent after RevokeUserOAuthGrants: %v; want it kept", err)
+	}
+}
+
+func testOAuthClientCredentialsGrant(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	cl := newClient(at(0))
+	cl.Kind, cl.SecretHash, cl.TokenEndpointAuthMethod = store.ClientKindStatic, randomHash(), "client_secret_basic"
+	cl = mustClient(t, s, cl)
+	g := store.OAuthGrant{
+		ID: store.NewID("grt"), ClientID: cl.ClientID, Resource: testResource, Scopes: []string{"payments:read"},
+		CreatedAt: at(0), ExpiresAt: at(time.Hour),
+	}
+	if err := s.CreateOAuthGrant(ctx, g); err != nil {
+		t.Fatalf("CreateOAuthGrant: %v", err)
+	}
+	if d := diff(grantMS(g), getGrant(t, s, g.ID)); d != "" {
+		t.Errorf("client credentials grant (-want +got):\n%s", d)
+	}
+	if err := s.CreateOAuthGrant(ctx, g); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateOAuthGrant(same id): err = %v, want ErrConflict", err)
+	}
+	bad := g
+	bad.ID, bad.ClientID = store.NewID("grt"), "client_unknown"
+	if err := s.CreateOAuthGrant(ctx, bad); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("CreateOAuthGrant(unknown client): err = %v, want ErrNotFound", err)
+	}
+}
+
+func testOAuthRefreshRotation(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "rotate@example.com")
+	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	first := newRefresh(at(time.Second), 7*24*time.Hour)
+	first.GrantID = g.ID
+	stored, err := s.CreateOAuthRefreshToken(ctx, first)
+	if err != nil {
+		t.Fatalf("CreateOAuthRefreshToken: %v", err)
+	}
+	if stored.GrantID != g.ID || !stored.ExpiresAt.Equal(ms(first.ExpiresAt)) {
+		t.Errorf("stored refresh token = %+v", stored)
+	}
+	if _, err := s.CreateOAuthRefreshToken(ctx, first); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateOAuthRefreshToken(same hash): err = %v, want ErrConflict", err)
+	}
+	if tok, gr, err := s.GetOAuthRefreshToken(ctx, first.Hash); err != nil || tok.ID != first.ID || gr.ID != g.ID {
+		t.Errorf("GetOAuthRefreshToken = %s/%s, %v", tok.ID, gr.ID, err)
+	}
+	if _, _, err := s.GetOAuthRefreshToken(ctx, randomHash()); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetOAuthRefreshToken(unknown): err = %v, want ErrNotFound", err)
+	}
+	if _, err := s.RotateRefreshToken(ctx, randomHash(), newRefresh(at(0), time.Hour), at(time.Minute), 30*time.Second); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RotateRefreshToken(unknown): err = %v, want ErrNotFound", err)
+	}
+
+	grace := 30 * time.Second
+	second := newRefresh(at(time.Minute), 7*24*time.Hour)
+	res, err := s.RotateRefreshToken(ctx, first.Hash, second, at(time.Minute), grace)
+	if err != nil {
+		t.Fatalf("RotateRefreshToken: %v", err)
+	}
+	if res.Outcome != store.RefreshRotated || res.Next.ID != second.ID || res.Next.GrantID != g.ID || res.Token.ID != first.ID || res.Grant.ID != g.ID {
+		t.Fatalf("rotation = %s next %s/%s token %s grant %s", res.Outcome, res.Next.ID, res.Next.GrantID, res.Token.ID, res.Grant.ID)
+	}
+	if !res.Grant.LastUsedAt.Equal(ms(at(time.Minute))) || !res.Consent.LastUsedAt.Equal(ms(at(time.Minute))) || res.Consent.ID != g.ConsentID {
+		t.Errorf("after rotation: grant last used %v, consent %s last used %v; want the rotation time", res.Grant.LastUsedAt, res.Consent.ID, res.Consent.LastUsedAt)
+	}
+	if tok, _, _ := s.GetOAuthRefreshToken(ctx, first.Hash); !tok.RotatedAt.Equal(ms(at(time.Minute))) {
+		t.Errorf("rotated token RotatedAt = %v", tok.RotatedAt)
+	}
+
+	// A retry of the first token within the grace window gets a sibling.
+	sibling := newRefresh(at(time.Minute+10*time.Second), 7*24*time.Hour)
+	res, err = s.RotateRefreshToken(ctx, first.Hash, sibling, at(time.Minute+10*time.Second), grace)
+	if err != nil || res.Outcome != store.RefreshGraceRetry || res.Next.ID != sibling.ID {
+		t.Fatalf("retry within grace = %s next %s, %v; want grace_retry", res.Outcome, res.Next.ID, err)
+	}
+	// Both successors are live.
+	for _, tok := range []store.OAuthRefreshToken{second, sibling} {
+		if got, _, err := s.GetOAuthRefreshToken(ctx, tok.Hash); err != nil || !got.RotatedAt.IsZero() {
+			t.Errorf("successor %s: rotated %v err %v; want live", tok.ID, got.RotatedAt, err)
+		}
+	}
+	// The second token rotates normally.
+	third := newRefresh(at(2*time.Minute), 7*24*time.Hour)
+	if res, err := s.RotateRefreshToken(ctx, second.Hash, third, at(2*time.Minute), grace); err != nil || res.Outcome != store.RefreshRotated {
+		t.Fatalf("rotating the second token = %s, %v", res.Outcome, err)
+	}
+	// The first token after the grace window is a replay: the grant is revoked.
+	late := newRefresh(at(5*time.Minute), time.Hour)
+	res, err = s.RotateRefreshToken(ctx, first.Hash, late, at(5*time.Minute), grace)
+	if err != nil || res.Outcome != store.RefreshReplayed {
+		t.Fatalf("replay after grace = %s, %v; want replayed", res.Outcome, err)
+	}
+	if res.Grant.RevokedAt.IsZero() || res.Grant.RevokeReason != "refresh_replayed" {
+		t.Errorf("grant after replay: revoked %v reason %q", res.Grant.RevokedAt, res.Grant.RevokeReason)
+	}
+	if _, _, err := s.GetOAuthRefreshToken(ctx, late.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("successor of a replayed token was stored: %v", err)
+	}
+	// Every token of the family is dead now.
+	for _, tok := range []store.OAuthRefreshToken{third, sibling} {
+		res, err := s.RotateRefreshToken(ctx, tok.Hash, newRefresh(at(6*time.Minute), time.Hour), at(6*time.Minute), grace)
+		if err != nil || res.Outcome != store.RefreshGrantRevoked {
+			t.Errorf("rotating %s after the family was revoked = %s, %v; want grant_revoked", tok.ID, res.Outcome, err)
+		}
+	}
+	// Without a grace window, any second use is a replay.
+	g2 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	a := newRefresh(at(0), time.Hour)
+	a.GrantID = g2.ID
+	if _, err := s.CreateOAuthRefreshToken(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.RotateRefreshToken(ctx, a.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), 0); err != nil || res.Outcome != store.RefreshRotated {
+		t.Fatalf("rotation = %s, %v", res.Outcome, err)
+	}
+	if res, err := s.RotateRefreshToken(ctx, a.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), 0); err != nil || res.Outcome != store.RefreshReplayed {
+		t.Errorf("immediate second use without grace = %s, %v; want replayed", res.Outcome, err)
+	}
+}
+
+func testOAuthRefreshExpiry(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "refresh-expiry@example.com")
+	g := newGrant(f, []string{"payments:read"}, at(0))
+	g.ExpiresAt = at(24 * time.Hour)
+	_, g, err := s.ApproveOAuthRequest(ctx, "", nil, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The idle expiry is capped at the grant's absolute expiry.
+	tok := newRefresh(at(0), 7*24*time.Hour)
+	tok.GrantID = g.ID
+	stored, err := s.CreateOAuthRefreshToken(ctx, tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !stored.ExpiresAt.Equal(ms(g.ExpiresAt)) {
+		t.Errorf("refresh expiry %v not capped at the grant's %v", stored.ExpiresAt, g.ExpiresAt)
+	}
+	next := newRefresh(at(time.Hour), 7*24*time.Hour)
+	res, err := s.RotateRefreshToken(ctx, tok.Hash, next, at(time.Hour), 0)
+	if err != nil || res.Outcome != store.RefreshRotated || !res.Next.ExpiresAt.Equal(ms(g.ExpiresAt)) {
+		t.Fatalf("rotation = %s next expires %v, %v; want capped at %v", res.Outcome, res.Next.ExpiresAt, err, g.ExpiresAt)
+	}
+	// Past the grant's absolute lifetime.
+	if res, err := s.RotateRefreshToken(ctx, next.Hash, newRefresh(at(25*time.Hour), time.Hour), at(25*time.Hour), 0); err != nil || res.Outcome != store.RefreshGrantExpired {
+		t.Errorf("rotation after the grant expired = %s, %v; want grant_expired", res.Outcome, err)
+	}
+	// Past the token's idle expiry.
+	g2 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	idle := newRefresh(at(0), time.Hour)
+	idle.GrantID = g2.ID
+	if _, err := s.CreateOAuthRefreshToken(ctx, idle); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.RotateRefreshToken(ctx, idle.Hash, newRefresh(at(2*time.Hour), time.Hour), at(2*time.Hour), 0); err != nil || res.Outcome != store.RefreshExpired {
+		t.Errorf("rotation after idle expiry = %s, %v; want expired", res.Outcome, err)
+	}
+	if gr := getGrant(t, s, g2.ID); !gr.RevokedAt.IsZero() {
+		t.Error("an expired refresh token revoked its grant")
+	}
+}
+
+func testOAuthRefreshRotateConcurrent(t *testing.T, s OAuthTestStore) {
+	for _, grace := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprintf("grace=%v", grace), func(t *testing.T) {
+			f := newOAuthFixture(t, s, fmt.Sprintf("rotate-race-%d@example.com", grace))
+			g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+			tok := newRefresh(at(0), time.Hour)
+			tok.GrantID = g.ID
+			if _, err := s.CreateOAuthRefreshToken(t.Context(), tok); err != nil {
+				t.Fatal(err)
+			}
+			const n = 8
+			var (
+				wg       sync.WaitGroup
+				mu       sync.Mutex
+				outcomes = map[string]int{}
+				failures []error
+			)
+			for range n {
+				wg.Go(func() {
+					res, err := s.RotateRefreshToken(t.Context(), tok.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), grace)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						failures = append(failures, err)
+						return
+					}
+					outcomes[res.Outcome]++
+				})
+			}
+			wg.Wait()
+			if len(failures) > 0 {
+				t.Fatalf("concurrent rotations failed: %v", failures)
+			}
+			if outcomes[store.RefreshRotated] != 1 {
+				t.Errorf("outcomes %v: want exactly one rotation", outcomes)
+			}
+			rest := store.RefreshGraceRetry
+			if grace == 0 {
+				// The first replay revokes the grant; the ones after it find it revoked.
+				if outcomes[store.RefreshReplayed] != 1 || outcomes[store.RefreshGrantRevoked] != n-2 {
+					t.Errorf("outcomes %v: want one replay and %d grant_revoked", outcomes, n-2)
+				}
+				return
+			}
+			if outcomes[rest] != n-1 {
+				t.Errorf("outcomes %v: want %d grace retries", outcomes, n-1)
+			}
+		})
+	}
+}
+
+func testOAuthTouchGrant(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "touch-grant@example.com")
+	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	if err := s.TouchOAuthGrant(ctx, g.ID, at(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.TouchOAuthGrant(ctx, g.ID, at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := getGrant(t, s, g.ID); !got.LastUsedAt.Equal(ms(at(time.Hour))) {
+		t.Errorf("grant last used %v, want %v (never backwards)", got.LastUsedAt, ms(at(time.Hour)))
+	}
+	if c, err := s.GetOAuthConsentByID(ctx, g.ConsentID); err != nil || !c.LastUsedAt.Equal(ms(at(time.Hour))) {
+		t.Errorf("consent last used %v (%v), want %v", c.LastUsedAt, err, ms(at(time.Hour)))
+	}
+	if err := s.TouchOAuthGrant(ctx, "grt_unknown", at(time.Hour)); err != nil {
+		t.Errorf("TouchOAuthGrant(unknown) = %v, want nil", err)
+	}
+}
+
+func testOAuthClientDeleteCascades(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "cascade@example.com")
+	q := newRequest(f, at(0))
+	if err := s.CreateOAuthRequest(ctx, q); err != nil {
+		t.Fatal(err)
+	}
+	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	tok := newRefresh(at(0), time.Hour)
+	tok.GrantID = g.ID
+	if _, err := s.CreateOAuthRefreshToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteOAuthClient(ctx, f.client.ClientID); err != nil {
+		t.Fatalf("DeleteOAuthClient: %v", err)
+	}
+	if _, err := s.GetOAuthRequest(ctx, q.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("pending request of a deleted client: %v", err)
+	}
+	if _, err := s.GetOAuthGrant(ctx, g.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("grant of a deleted client: %v", err)
+	}
+	if _, err := s.GetOAuthConsentByID(ctx, g.ConsentID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("consent of a deleted client: %v", err)
+	}
+	if _, _, err := s.GetOAuthRefreshToken(ctx, tok.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("refresh token of a deleted client: %v", err)
+	}
+}
+
+func testOAuthDeleteExpired(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "expired@example.com")
+	oldReq := newRequest(f, at(0)) // expires at(10m)
+	newReq := newRequest(f, at(time.Hour))
+	for _, q := range []store.OAuthRequest{oldReq, newReq} {
+		if err := s.CreateOAuthRequest(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unredeemed := mustApprove(t, s, f, []string{"a"}, at(0)) // code expires at(10m)
+	live := mustApprove(t, s, f, []string{"a"}, at(0))
+	if _, err := s.RedeemOAuthCode(ctx, live.CodeHash, at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	revoked := mustApprove(t, s, f, []string{"a"}, at(0))
+	if _, err := s.RedeemOAuthCode(ctx, revoked.CodeHash, at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.RevokeOAuthGrant(ctx, revoked.ID, at(2*time.Minute), "x"); err != nil {
+		t.Fatal(err)
+	}
+	staleTok := newRefresh(at(0), 5*time.Minute)
+	staleTok.GrantID = live.ID
+	freshTok := newRefresh(at(0), 7*24*time.Hour)
+	freshTok.GrantID = live.ID
+	for _, tok := range []store.OAuthRefreshToken{staleTok, freshTok} {
+		if _, err := s.CreateOAuthRefreshToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now, cutoff := at(time.Hour+time.Minute), at(time.Hour)
+	total := 0
+	for {
+		n, err := s.DeleteExpiredOAuth(ctx, now, cutoff, 1)
+		if err != nil {
+			t.Fatalf("DeleteExpiredOAuth: %v", err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if total != 4 {
+		t.Errorf("deleted %d rows, want 4 (a request, an unredeemed grant, a revoked grant, a stale refresh token)", total)
+	}
+	if _, err := s.GetOAuthRequest(ctx, oldReq.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("expired request kept: %v", err)
+	}
+	if _, err := s.GetOAuthRequest(ctx, newReq.ID); err != nil {
+		t.Errorf("live request deleted: %v", err)
+	}
+	for _, g := range []store.OAuthGrant{unredeemed, revoked} {
+		if _, err := s.GetOAuthGrant(ctx, g.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("dead grant %s kept: %v", g.ID, err)
+		}
+	}
+	getGrant(t, s, live.ID)
+	if _, _, err := s.GetOAuthRefreshToken(ctx, staleTok.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("stale refresh token kept: %v", err)
+	}
+	if _, _, err := s.GetOAuthRefreshToken(ctx, freshTok.Hash); err != nil {
+		t.Errorf("live refresh token deleted: %v", err)
+	}
+	if n, err := s.DeleteExpiredOAuth(ctx, now, cutoff, 0); n != 0 || err != nil {
+		t.Errorf("DeleteExpiredOAuth(limit 0) = %d, %v", n, err)
+	}
+}
+
+func testOAuthHostileInput(t *testing.T, s OAuthTestStore) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "hostile-oauth@example.com")
+	for _, id := range []string{"\x00", "\xff\xfe", "areq_' OR '1'='1", ""} {
+		if _, err := s.GetOAuthRequest(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetOAuthRequest(%q): err = %v, want ErrNotFound", id, err)
+		}
+		if _, err := s.TakeOAuthRequest(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("TakeOAuthRequest(%q): err = %v, want ErrNotFound", id, err)
+		}
+		if _, err := s.GetOAuthGrant(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetOAuthGrant(%q): err = %v, want ErrNotFound", id, err)
+		}
+		if _, _, err := s.RevokeOAuthConsent(ctx, f.user.ID, id, at(0), "x"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("RevokeOAuthConsent(%q): err = %v, want ErrNotFound", id, err)
+		}
+	}
+	q := newRequest(f, at(0))
+	q.State = "bad\x00state"
+	if err := s.CreateOAuthRequest(ctx, q); err == nil || errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateOAuthRequest with a NUL byte: err = %v, want a validation error", err)
+	}
+	q = newRequest(f, at(0))
+	q.Scopes = []string{"two words"}
+	if err := s.CreateOAuthRequest(ctx, q); err == nil {
+		t.Error("CreateOAuthRequest with a scope containing a space succeeded")
+	}
+	h := sha256.Sum256([]byte("x"))
+	if _, err := s.RotateRefreshToken(ctx, h[:], newRefresh(at(0), time.Hour), at(0), 0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RotateRefreshToken(unknown) = %v", err)
+	}
+}
