@@ -93,7 +93,7 @@ func newRoot(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	a.cfg.RegisterStorage(root.PersistentFlags())
 	markConfigFlags(root.PersistentFlags())
-	root.AddCommand(a.serveCmd(), a.migrateCmd(), a.userCmd(), a.keyCmd(), a.auditCmd(), a.versionCmd())
+	root.AddCommand(a.serveCmd(), a.migrateCmd(), a.userCmd(), a.keyCmd(), a.clientCmd(), a.auditCmd(), a.versionCmd())
 	return root
 }
 

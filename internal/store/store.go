@@ -159,6 +159,13 @@ type Store interface {
 	// grants with their codes, refresh tokens (oauth.go).
 	OAuthStore
 
+	// OAuth clients: CIMD cache, dynamic registrations, static clients
+	// (clients.go).
+	ClientStore
+
+	// JWT signing keys (signingkeys.go).
+	SigningKeyStore
+
 	// Audit log (append-only: there is no update or delete).
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

@@ -80,6 +80,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 			tc.fn(t, newStore(t))
 		})
 	}
+	RunSigningKeys(t, func(t *testing.T) store.SigningKeyStore { return newStore(t) })
+	RunClients(t, func(t *testing.T) store.ClientStore { return newStore(t) })
 }
 
 // base is a fixed instant with sub-millisecond digits, to check that the
