@@ -52,6 +52,11 @@ type Options struct {
 	// AccountScope is the scope a key needs on Account routes; default
 	// DefaultAccountScope. Session principals always carry it.
 	AccountScope string
+	// AccessTokens, when set, makes Middleware (and Account) accept the
+	// JWT access tokens of mcpgate's authorization server as Bearer
+	// tokens next to API keys (jwt.go).
+	AccessTokens *AccessTokens
+
 	// CSRFTrustedOrigins are origins (scheme://host[:port]) whose
 	// cross-origin, cookie-authenticated, state-changing requests Account
 	// accepts anyway (net/http.CrossOriginProtection.AddTrustedOrigin).
@@ -286,6 +291,10 @@ func (a *Authenticator) authenticateKey(r *http.Request) (*principal.Principal, 
 		return nil, noBearer(audit.ReasonMalformed, map[string]any{"problem": "empty credential"}), nil
 	}
 	if !strings.HasPrefix(token, apikeys.KeyPrefix) {
+		// Access tokens travel in Authorization only (RFC 6750 §2.1).
+		if a.opts.AccessTokens != nil && len(keys) == 0 && looksLikeJWT(token) {
+			return a.authenticateJWT(r, token)
+		}
 		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "not an mcpgate credential"}), nil
 	}
 	res, err := a.opts.Keys.Verify(r.Context(), token)

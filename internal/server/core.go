@@ -25,6 +25,8 @@ type Core struct {
 	Users    *identity.Service
 	Keys     *apikeys.Service
 	Sessions *session.Manager
+	// ServerKey derives session keys and seals token signing keys.
+	ServerKey []byte
 }
 
 // OpenCore opens and migrates the configured database and builds the
@@ -73,7 +75,7 @@ func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHoo
 			log.Error("ending the sessions of a user failed", "user", userID, "reason", reason, "err", err)
 		}
 	})
-	return &Core{DB: db, Audit: aw, Users: users, Keys: keys, Sessions: sessions}, nil
+	return &Core{DB: db, Audit: aw, Users: users, Keys: keys, Sessions: sessions, ServerKey: serverKey}, nil
 }
 
 // Close flushes last-used times and audit events, then closes the store.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/api"
@@ -18,11 +19,15 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/httpx"
+	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/mcpserver"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/tokens"
 	"github.com/mcpgate/mcpgate/internal/web"
+	"github.com/mcpgate/mcpgate/verify"
 )
 
 // Version is stamped at build time (-ldflags "-X …/server.Version=v1.2.3");
@@ -48,8 +53,16 @@ type Server struct {
 	metrics *metrics.Metrics
 	mcp     *mcpserver.Handler
 	authn   *authn.Authenticator
+	tokens  *tokens.Issuer
+	clients *oauth.Clients
+	oauth   *oauth.Server
 	handler http.Handler
 }
+
+// cimdLoopbackForTests lets tests serve client metadata documents on
+// loopback (set only by export_test.go; never in production, see
+// draft-ietf-oauth-client-id-metadata-document §8.6).
+var cimdLoopbackForTests bool
 
 // New opens the store, builds every component and, with --demo, makes sure
 // the demo users and ledger exist (printing new secrets once to out).
@@ -100,6 +113,54 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		ResourceURL: cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
 		MaxBodyBytes: cfg.MaxBodyBytes, SessionTimeout: cfg.MCPSessionTimeout, Logger: s.log,
 	})
+
+	// The OAuth 2.1 authorization server: its issuer is the public URL, and
+	// it serves one protected resource, the MCP endpoint.
+	issuer := cfg.BaseURL()
+	identityScopes := oauth.IdentityScopes
+	iss, err := tokens.NewIssuer(ctx, s.core.DB, s.core.ServerKey, tokens.Options{
+		Issuer: issuer, Algorithm: cfg.SigningAlg, AccessTokenTTL: cfg.AccessTokenTTL,
+		RotateEvery: cfg.SigningKeyRotation, Logger: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("token signing keys: %w", err)
+	}
+	s.tokens = iss
+	s.clients = oauth.NewClients(s.core.DB, s.core.Audit, oauth.ClientsOptions{
+		SupportedScopes: append(reg.AllScopes(), identityScopes...),
+		CIMDAllowHosts:  cfg.CIMDAllowHosts, CIMDDenyHosts: cfg.CIMDDenyHosts,
+		// Generous: hosted connectors register from shared egress IPs.
+		RegistrationLimiter: ratelimit.NewMemory(6*time.Second, 100, 100_000),
+		UnusedTTL:           cfg.RegistrationUnused, IdleTTL: cfg.RegistrationIdle,
+		CIMDAllowLoopback: cimdLoopbackForTests,
+		Logger:            s.log,
+	})
+	grantable := append(reg.AllScopes(), authn.DefaultAccountScope)
+	pages := web.New(web.Options{
+		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,
+		GrantableScopes: grantable, MCPURL: cfg.MCPURL(), Audit: s.core.Audit, Logger: s.log,
+	})
+	s.oauth = oauth.NewServer(oauth.ServerOptions{
+		Store: s.core.DB, Clients: s.clients, Tokens: iss, Audit: s.core.Audit,
+		Sessions: s.core.Sessions, Users: s.core.Users, Issuer: issuer,
+		Resources:   []oauth.Resource{{URL: cfg.MCPURL(), Name: "MCP tools on " + strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://"), Scopes: reg.AllScopes()}},
+		RefreshIdle: cfg.RefreshIdle, RefreshAbsolute: cfg.RefreshLifetime, RefreshGrace: refreshGrace(cfg.RefreshGrace),
+		ErrorPage: pages.ErrorPage, Logger: s.log,
+	})
+	// A password change or a disable also ends the user's OAuth grants.
+	s.core.Users.OnCredentialsChangedContext(func(ctx context.Context, userID, reason string) {
+		if reason == identity.ReasonUserEnabled {
+			return
+		}
+		if _, err := s.oauth.RevokeUserGrants(ctx, userID, reason); err != nil {
+			s.log.Error("revoking the OAuth grants of a user failed", "user", userID, "err", err)
+		}
+	})
+	verifier, err := verify.New(verify.Options{Issuer: issuer, Audience: cfg.MCPURL(), Keys: iss.KeySet()})
+	if err != nil {
+		return err
+	}
+
 	origins := append([]string{cfg.BaseURL()}, cfg.AllowedOrigins...)
 	s.authn = authn.New(authn.Options{
 		Keys: s.core.Keys, Users: s.core.DB.GetUser, Audit: s.core.Audit,
@@ -109,6 +170,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		// A web app on another origin that the operator allowed may also
 		// make cookie-authenticated calls (login, credentials, facade).
 		CSRFTrustedOrigins: cfg.AllowedOrigins,
+		AccessTokens:       &authn.AccessTokens{Verifier: verifier, GrantActive: s.oauth.GrantActive},
 		OnDecision: func(method, outcome, reason string) {
 			s.metrics.AuthDecisions.WithLabelValues(method, outcome, reason).Inc()
 		},
@@ -118,18 +180,31 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	mux := http.NewServeMux()
 	mcpChain := s.authn.Middleware(s.mcp)
 	mux.Handle("/mcp", httpx.CORS(s.authn.OriginAllowed, mcpChain))
-	grantable := append(reg.AllScopes(), authn.DefaultAccountScope)
 	api.New(api.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
 		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
 		CSRFTrustedOrigins: cfg.AllowedOrigins, Logger: s.log,
 	}).Routes(mux)
-	web.New(web.Options{
-		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,
-		GrantableScopes: grantable, MCPURL: cfg.MCPURL(), Audit: s.core.Audit, Logger: s.log,
-	}).Routes(mux)
+	pages.Routes(mux)
+	pages.OAuthRoutes(mux, s.oauth)
+
+	// Authorization-server metadata (RFC 8414, OIDC discovery), JWKS,
+	// registration (RFC 7591) and the endpoints.
+	md := oauth.NewServerMetadata(issuer, append(reg.AllScopes(), identityScopes...), []string{cfg.SigningAlg})
+	if cfg.DisableRegistration {
+		md.RegistrationEndpoint = ""
+	} else {
+		mux.Handle("/register", s.clients.RegisterHandler())
+	}
+	for _, p := range oauth.MetadataPaths(issuer) {
+		mux.Handle(p, oauth.MetadataHandler(md))
+	}
+	mux.Handle("/jwks", iss.JWKSHandler())
+	s.oauth.Routes(mux)
+
 	prm := oauth.ProtectedResourceHandler(oauth.ProtectedResourceMetadata{
 		Resource:               cfg.MCPURL(),
+		AuthorizationServers:   []string{issuer},
 		ScopesSupported:        reg.AllScopes(),
 		BearerMethodsSupported: []string{"header"},
 		ResourceName:           "mcpgate",
@@ -170,6 +245,18 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Core exposes the services (for tests and the CLI).
 func (s *Server) Core() *Core { return s.core }
+
+// refreshGrace maps the flag (0: no grace window) to oauth's option (0:
+// default, negative: none).
+func refreshGrace(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
+}
+
+// OAuthClients exposes the OAuth client registry (for tests and embedding).
+func (s *Server) OAuthClients() *oauth.Clients { return s.clients }
 
 // Metrics exposes the collectors (for tests).
 func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
@@ -222,6 +309,10 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	go s.core.Keys.Run(keysCtx)
 	// The cleaner ends idle sessions and deletes what is past retention.
 	go s.core.Sessions.Run(keysCtx, time.Hour, s.cfg.Retention)
+	// Signing-key rotation, registration reaping, expired grant clean-up.
+	go s.tokens.Run(keysCtx)
+	go s.clients.Run(keysCtx, time.Hour)
+	go s.oauth.Run(keysCtx, time.Hour, s.cfg.Retention)
 	s.log.Info("mcpgate listening", "addr", ln.Addr().String(), "mcp_url", s.cfg.MCPURL(), "version", VersionString(), "demo", s.cfg.Demo)
 	if ready != nil {
 		ready(ln.Addr())

@@ -12,18 +12,10 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
-// OAuthTestStore is what the OAuth tests need: users, clients and the
-// authorization server's state.
-type OAuthTestStore interface {
-	store.Store
-	store.ClientStore
-	store.OAuthStore
-}
-
 // oauthTests is the OAuthStore part of the suite.
 var oauthTests = []struct {
 	name string
-	fn   func(t *testing.T, s OAuthTestStore)
+	fn   func(t *testing.T, s store.Store)
 }{
 	{"OAuthRequestRoundTrip", testOAuthRequestRoundTrip},
 	{"OAuthRequestTakeConcurrent", testOAuthRequestTakeConcurrent},
@@ -46,7 +38,7 @@ var oauthTests = []struct {
 
 // RunOAuth runs the OAuthStore tests, one subtest per behaviour, each on a
 // fresh store from newStore (Run calls it).
-func RunOAuth(t *testing.T, newStore func(t *testing.T) OAuthTestStore) {
+func RunOAuth(t *testing.T, newStore func(t *testing.T) store.Store) {
 	for _, tc := range oauthTests {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.fn(t, newStore(t))
@@ -73,7 +65,7 @@ type oauthFixture struct {
 	client store.OAuthClient
 }
 
-func newOAuthFixture(t *testing.T, s OAuthTestStore, email string) oauthFixture {
+func newOAuthFixture(t *testing.T, s store.Store, email string) oauthFixture {
 	t.Helper()
 	return oauthFixture{user: mustUser(t, s, email), client: mustClient(t, s, newClient(at(0)))}
 }
@@ -100,7 +92,7 @@ func newGrant(f oauthFixture, scopes []string, created time.Time) store.OAuthGra
 }
 
 // mustApprove approves without a pending request and returns the grant.
-func mustApprove(t *testing.T, s OAuthTestStore, f oauthFixture, scopes []string, created time.Time) store.OAuthGrant {
+func mustApprove(t *testing.T, s store.Store, f oauthFixture, scopes []string, created time.Time) store.OAuthGrant {
 	t.Helper()
 	_, g, err := s.ApproveOAuthRequest(t.Context(), "", scopes, newGrant(f, scopes, created))
 	if err != nil {
@@ -113,7 +105,7 @@ func newRefresh(created time.Time, life time.Duration) store.OAuthRefreshToken {
 	return store.OAuthRefreshToken{ID: store.NewID("ort"), Hash: randomHash(), CreatedAt: created, ExpiresAt: created.Add(life)}
 }
 
-func getGrant(t *testing.T, s OAuthTestStore, id string) store.OAuthGrant {
+func getGrant(t *testing.T, s store.Store, id string) store.OAuthGrant {
 	t.Helper()
 	g, err := s.GetOAuthGrant(t.Context(), id)
 	if err != nil {
@@ -122,7 +114,7 @@ func getGrant(t *testing.T, s OAuthTestStore, id string) store.OAuthGrant {
 	return g
 }
 
-func testOAuthRequestRoundTrip(t *testing.T, s OAuthTestStore) {
+func testOAuthRequestRoundTrip(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "req@example.com")
 	q := newRequest(f, at(0))
@@ -177,7 +169,7 @@ func testOAuthRequestRoundTrip(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRequestTakeConcurrent(t *testing.T, s OAuthTestStore) {
+func testOAuthRequestTakeConcurrent(t *testing.T, s store.Store) {
 	f := newOAuthFixture(t, s, "take@example.com")
 	q := newRequest(f, at(0))
 	if err := s.CreateOAuthRequest(t.Context(), q); err != nil {
@@ -211,7 +203,7 @@ func testOAuthRequestTakeConcurrent(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthApprove(t *testing.T, s OAuthTestStore) {
+func testOAuthApprove(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "approve@example.com")
 	q := newRequest(f, at(0))
@@ -318,7 +310,7 @@ func testOAuthApprove(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthApproveConcurrent(t *testing.T, s OAuthTestStore) {
+func testOAuthApproveConcurrent(t *testing.T, s store.Store) {
 	f := newOAuthFixture(t, s, "concurrent-consent@example.com")
 	scopes := []string{"a", "b", "c", "d", "e", "f"}
 	var wg sync.WaitGroup
@@ -351,7 +343,7 @@ func testOAuthApproveConcurrent(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRedeemCode(t *testing.T, s OAuthTestStore) {
+func testOAuthRedeemCode(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "redeem@example.com")
 	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
@@ -383,7 +375,7 @@ func testOAuthRedeemCode(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRedeemCodeConcurrent(t *testing.T, s OAuthTestStore) {
+func testOAuthRedeemCodeConcurrent(t *testing.T, s store.Store) {
 	f := newOAuthFixture(t, s, "redeem-race@example.com")
 	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
 	const n = 8
@@ -414,7 +406,7 @@ func testOAuthRedeemCodeConcurrent(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRevokeGrant(t *testing.T, s OAuthTestStore) {
+func testOAuthRevokeGrant(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "revoke-grant@example.com")
 	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
@@ -440,7 +432,7 @@ func testOAuthRevokeGrant(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRevokeConsent(t *testing.T, s OAuthTestStore) {
+func testOAuthRevokeConsent(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "revoke-consent@example.com")
 	g1 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
@@ -487,7 +479,7 @@ func testOAuthRevokeConsent(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRevokeUserGrants(t *testing.T, s OAuthTestStore) {
+func testOAuthRevokeUserGrants(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "revoke-user@example.com")
 	g1 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
@@ -518,7 +510,7 @@ func testOAuthRevokeUserGrants(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthClientCredentialsGrant(t *testing.T, s OAuthTestStore) {
+func testOAuthClientCredentialsGrant(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	cl := newClient(at(0))
 	cl.Kind, cl.SecretHash, cl.TokenEndpointAuthMethod = store.ClientKindStatic, randomHash(), "client_secret_basic"
@@ -543,7 +535,7 @@ func testOAuthClientCredentialsGrant(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRefreshRotation(t *testing.T, s OAuthTestStore) {
+func testOAuthRefreshRotation(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "rotate@example.com")
 	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
@@ -636,7 +628,7 @@ func testOAuthRefreshRotation(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRefreshExpiry(t *testing.T, s OAuthTestStore) {
+func testOAuthRefreshExpiry(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "refresh-expiry@example.com")
 	g := newGrant(f, []string{"payments:read"}, at(0))
@@ -679,7 +671,7 @@ func testOAuthRefreshExpiry(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthRefreshRotateConcurrent(t *testing.T, s OAuthTestStore) {
+func testOAuthRefreshRotateConcurrent(t *testing.T, s store.Store) {
 	for _, grace := range []time.Duration{0, time.Minute} {
 		t.Run(fmt.Sprintf("grace=%v", grace), func(t *testing.T) {
 			f := newOAuthFixture(t, s, fmt.Sprintf("rotate-race-%d@example.com", grace))
@@ -730,7 +722,7 @@ func testOAuthRefreshRotateConcurrent(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthTouchGrant(t *testing.T, s OAuthTestStore) {
+func testOAuthTouchGrant(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "touch-grant@example.com")
 	g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
@@ -751,7 +743,7 @@ func testOAuthTouchGrant(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthClientDeleteCascades(t *testing.T, s OAuthTestStore) {
+func testOAuthClientDeleteCascades(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "cascade@example.com")
 	q := newRequest(f, at(0))
@@ -781,7 +773,7 @@ func testOAuthClientDeleteCascades(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthDeleteExpired(t *testing.T, s OAuthTestStore) {
+func testOAuthDeleteExpired(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "expired@example.com")
 	oldReq := newRequest(f, at(0)) // expires at(10m)
@@ -850,7 +842,7 @@ func testOAuthDeleteExpired(t *testing.T, s OAuthTestStore) {
 	}
 }
 
-func testOAuthHostileInput(t *testing.T, s OAuthTestStore) {
+func testOAuthHostileInput(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "hostile-oauth@example.com")
 	for _, id := range []string{"\x00", "\xff\xfe", "areq_' OR '1'='1", ""} {

@@ -1,0 +1,157 @@
+package authn
+
+// Access-token (JWT) authentication: the bearer tokens mcpgate's
+// authorization server issues (RFC 9068), accepted by Middleware next to
+// API keys. A bearer value that does not start with "mcpg_" and has the
+// shape of a JWS compact serialization is verified here.
+//
+// The checks, in order (RFC 9068 §4, RFC 6750 §3.1, and the MCP
+// authorization spec's "Token Handling": servers "MUST validate that
+// access tokens were issued specifically for them as the intended
+// audience"):
+//
+//  1. verify.Verifier: size and shape, alg (only public-key algorithms the
+//     verifier allows: never "none", never HMAC — no algorithm
+//     confusion), typ at+jwt, the key by kid, the signature, iss byte for
+//     byte, aud containing this resource (a token minted for another
+//     resource is refused: no token passthrough), exp/nbf/iat;
+//  2. the grant ("gid") is live: not revoked by the user, by a replay or by
+//     a client's revocation (GrantActive, cached ≤ 2 s), so a revoked
+//     grant's tokens stop within seconds on every node;
+//  3. the user exists and is not disabled (through the user cache).
+//
+// Every refusal is 401 invalid_token for the client and an auth.rejected
+// audit event with the precise reason: malformed, bad_algorithm,
+// wrong_type, unknown_kid, bad_signature, wrong_issuer, wrong_audience,
+// expired, not_yet_valid, grant_revoked, unknown, disabled_user. A key
+// source that cannot be read is 503, not the token's fault.
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/verify"
+)
+
+// MethodOAuth is the principal Method of a caller authenticated by an
+// OAuth access token.
+const MethodOAuth = "oauth"
+
+// AccessTokens enable JWT access tokens on Middleware (Options.AccessTokens).
+type AccessTokens struct {
+	// Verifier checks tokens for this resource: issuer = mcpgate's issuer,
+	// audience = the resource URL, keys = the issuer's key set. Required.
+	Verifier *verify.Verifier
+	// GrantActive reports whether a token's grant is live
+	// (oauth.Server.GrantActive). Required: tokens without a grant id are
+	// refused.
+	GrantActive func(ctx context.Context, grantID string) (bool, error)
+}
+
+// maxJWTBytes bounds what is tried as a JWT at all.
+const maxJWTBytes = 8 << 10
+
+// looksLikeJWT reports whether a bearer value has the shape of a JWS
+// compact serialization (three base64url segments).
+func looksLikeJWT(tok string) bool {
+	if len(tok) > maxJWTBytes || strings.Count(tok, ".") != 2 {
+		return false
+	}
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// authenticateJWT verifies an access token and builds the principal:
+// Method "oauth", ClientID, Scopes, CredentialID = the grant id, and the
+// user (UserID = sub); a client-credentials token (sub = client_id) has
+// no user.
+func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (*principal.Principal, *refusal, error) {
+	at := a.opts.AccessTokens
+	ctx := r.Context()
+	invalid := func(reason string, details map[string]any) *refusal {
+		ref := &refusal{status: http.StatusUnauthorized, reason: reason, method: MethodOAuth, details: details}
+		ref.challenge.Error, ref.challenge.Description = "invalid_token", "the access token is invalid"
+		return ref
+	}
+	c, err := at.Verifier.VerifyCompact(ctx, tok)
+	if err != nil {
+		if errors.Is(err, verify.ErrKeysUnavailable) {
+			return nil, nil, err
+		}
+		// verify's messages never contain the token; attacker-chosen
+		// values in them are quoted and clipped.
+		return nil, invalid(jwtRefusalReason(err), map[string]any{"problem": truncate(err.Error(), 300)}), nil
+	}
+	if c.GrantID == "" || at.GrantActive == nil {
+		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "access token has no grant id", "client_id": truncate(c.ClientID, 300)}), nil
+	}
+	active, err := at.GrantActive(ctx, c.GrantID)
+	if err != nil {
+		return nil, nil, err
+	}
+	isClient := c.Subject == c.ClientID // RFC 9068 §2.2: client_credentials tokens name the client
+	if !active {
+		ref := invalid(audit.ReasonGrantRevoked, map[string]any{"client_id": truncate(c.ClientID, 300)})
+		ref.keyID = c.GrantID
+		if !isClient {
+			ref.userID = c.Subject
+		}
+		return nil, ref, nil
+	}
+	p := &principal.Principal{
+		Scopes: c.Scopes(), Method: MethodOAuth, CredentialID: c.GrantID, ClientID: c.ClientID,
+		ExpiresAt: c.ExpiresAt, Claims: map[string]any{"jti": c.JTI},
+	}
+	if isClient {
+		return p, nil, nil
+	}
+	u, err := a.users.get(ctx, c.Subject, a.opts.Users)
+	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			ref := invalid(audit.ReasonUnknown, map[string]any{"problem": "the token's user no longer exists", "client_id": truncate(c.ClientID, 300)})
+			ref.keyID = c.GrantID
+			return nil, ref, nil
+		}
+		return nil, nil, err
+	}
+	if u.Disabled {
+		ref := invalid(audit.ReasonDisabledUser, map[string]any{"client_id": truncate(c.ClientID, 300)})
+		ref.keyID, ref.userID = c.GrantID, u.ID
+		return nil, ref, nil
+	}
+	p.UserID, p.Email, p.Name, p.Roles = u.ID, u.Email, u.DisplayName, u.Roles
+	return p, nil, nil
+}
+
+// jwtRefusalReason maps a verify error to its audit reason.
+func jwtRefusalReason(err error) string {
+	switch {
+	case errors.Is(err, verify.ErrSignature):
+		return audit.ReasonBadSignature
+	case errors.Is(err, verify.ErrAlgorithm):
+		return audit.ReasonBadAlgorithm
+	case errors.Is(err, verify.ErrUnknownKey):
+		return audit.ReasonUnknownKID
+	case errors.Is(err, verify.ErrExpired):
+		return audit.ReasonExpired
+	case errors.Is(err, verify.ErrNotYetValid):
+		return audit.ReasonNotYetValid
+	case errors.Is(err, verify.ErrIssuer):
+		return audit.ReasonWrongIssuer
+	case errors.Is(err, verify.ErrAudience):
+		return audit.ReasonWrongAudience
+	case errors.Is(err, verify.ErrType):
+		return audit.ReasonWrongType
+	}
+	return audit.ReasonMalformed
+}
