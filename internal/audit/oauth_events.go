@@ -1,5 +1,11 @@
 package audit
 
+import (
+	"errors"
+
+	"github.com/mcpgate/mcpgate/verify"
+)
+
 // Event types and reasons of the OAuth authorization server
 // (internal/oauth) and of access-token authentication (internal/authn).
 // The client registry's own events (client.registered, client.fetched,
@@ -78,3 +84,27 @@ const (
 	ReasonGrantRevoked  = "grant_revoked"
 	ReasonInsufficient  = "insufficient_scope" // userinfo without openid
 )
+
+// TokenRefusalReason maps a verify error to the audit reason of a refused
+// access token, so /mcp (authn) and /userinfo record the same reasons.
+func TokenRefusalReason(err error) string {
+	switch {
+	case errors.Is(err, verify.ErrSignature):
+		return ReasonBadSignature
+	case errors.Is(err, verify.ErrAlgorithm):
+		return ReasonBadAlgorithm
+	case errors.Is(err, verify.ErrUnknownKey):
+		return ReasonUnknownKID
+	case errors.Is(err, verify.ErrExpired):
+		return ReasonExpired
+	case errors.Is(err, verify.ErrNotYetValid):
+		return ReasonNotYetValid
+	case errors.Is(err, verify.ErrIssuer):
+		return ReasonWrongIssuer
+	case errors.Is(err, verify.ErrAudience):
+		return ReasonWrongAudience
+	case errors.Is(err, verify.ErrType):
+		return ReasonWrongType
+	}
+	return ReasonMalformed
+}

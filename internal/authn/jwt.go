@@ -90,7 +90,7 @@ func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (*principal
 		}
 		// verify's messages never contain the token; attacker-chosen
 		// values in them are quoted and clipped.
-		return nil, invalid(jwtRefusalReason(err), map[string]any{"problem": truncate(err.Error(), 300)}), nil
+		return nil, invalid(audit.TokenRefusalReason(err), map[string]any{"problem": truncate(err.Error(), 300)}), nil
 	}
 	if c.GrantID == "" || at.GrantActive == nil {
 		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": "access token has no grant id", "client_id": truncate(c.ClientID, 300)}), nil
@@ -131,27 +131,4 @@ func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (*principal
 	}
 	p.UserID, p.Email, p.Name, p.Roles = u.ID, u.Email, u.DisplayName, u.Roles
 	return p, nil, nil
-}
-
-// jwtRefusalReason maps a verify error to its audit reason.
-func jwtRefusalReason(err error) string {
-	switch {
-	case errors.Is(err, verify.ErrSignature):
-		return audit.ReasonBadSignature
-	case errors.Is(err, verify.ErrAlgorithm):
-		return audit.ReasonBadAlgorithm
-	case errors.Is(err, verify.ErrUnknownKey):
-		return audit.ReasonUnknownKID
-	case errors.Is(err, verify.ErrExpired):
-		return audit.ReasonExpired
-	case errors.Is(err, verify.ErrNotYetValid):
-		return audit.ReasonNotYetValid
-	case errors.Is(err, verify.ErrIssuer):
-		return audit.ReasonWrongIssuer
-	case errors.Is(err, verify.ErrAudience):
-		return audit.ReasonWrongAudience
-	case errors.Is(err, verify.ErrType):
-		return audit.ReasonWrongType
-	}
-	return audit.ReasonMalformed
 }

@@ -20,30 +20,12 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/mcpgate/mcpgate/internal/browsertest"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
-func chromium(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium not found at %s (CI=true: browser tests may not be skipped)", chromiumPath)
-		}
-		t.Skipf("Chromium not found at %s: browser test skipped", chromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true), chromedp.UserDataDir(t.TempDir()),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil {
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	return ctx
-}
+// chromium starts the shared headless Chromium (internal/browsertest).
+func chromium(t *testing.T) context.Context { return browsertest.Start(t) }
 
 // callbackServer is the client's loopback redirect target.
 type callbackServer struct {

@@ -60,7 +60,7 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 			s.unavailable(w, r, err)
 			return
 		}
-		refuse(http.StatusUnauthorized, tokenRefusalReason(err), invalid, nil)
+		refuse(http.StatusUnauthorized, audit.TokenRefusalReason(err), invalid, nil)
 		return
 	}
 	if c.GrantID != "" {
@@ -101,28 +101,4 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 		out["name"] = u.DisplayName
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
-}
-
-// tokenRefusalReason maps a verify error to the audit reason of a refused
-// access token (the same reasons authn records).
-func tokenRefusalReason(err error) string {
-	switch {
-	case errors.Is(err, verify.ErrSignature):
-		return audit.ReasonBadSignature
-	case errors.Is(err, verify.ErrAlgorithm):
-		return audit.ReasonBadAlgorithm
-	case errors.Is(err, verify.ErrUnknownKey):
-		return audit.ReasonUnknownKID
-	case errors.Is(err, verify.ErrExpired):
-		return audit.ReasonExpired
-	case errors.Is(err, verify.ErrNotYetValid):
-		return audit.ReasonNotYetValid
-	case errors.Is(err, verify.ErrIssuer):
-		return audit.ReasonWrongIssuer
-	case errors.Is(err, verify.ErrAudience):
-		return audit.ReasonWrongAudience
-	case errors.Is(err, verify.ErrType):
-		return audit.ReasonWrongType
-	}
-	return audit.ReasonMalformed
 }

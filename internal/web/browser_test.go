@@ -17,41 +17,14 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/mcpgate/mcpgate/internal/browsertest"
+
 	"github.com/mcpgate/mcpgate/internal/identity"
 )
 
-const chromiumPath = "/usr/bin/chromium"
-
-// browser starts a headless Chromium for the test, or skips the test when
-// there is none (fails instead under CI=true).
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium not found at %s (CI=true, so browser tests may not be skipped): install it with apt-get install -y chromium", chromiumPath)
-		}
-		t.Skipf("Chromium not found at %s: browser tests skipped (apt-get install -y chromium)", chromiumPath)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(func() { cancel(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // start the browser, without a timeout
-		t.Fatalf("starting Chromium: %v", err)
-	}
-	return ctx
-}
+// browser starts the shared headless Chromium (internal/browsertest): it
+// skips the test when there is none, and fails instead under CI=true.
+func browser(t *testing.T) context.Context { return browsertest.Start(t) }
 
 // tab is one browser profile (own cookies) on one page.
 type tab struct {
