@@ -229,7 +229,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Sprintf("--addr %q: port must be a number from 0 to 65535", c.Addr))
 	} else {
 		addrOK = true
-		if c.PublicURL == "" && host != "" && !IsLoopbackHost(host) {
+		if c.PublicURL == "" && p == 0 {
+			errs = append(errs, fmt.Sprintf("--addr %q picks a random port: set --public-url so clients are told the real one", c.Addr))
+			addrOK = false
+		} else if c.PublicURL == "" && host != "" && !IsLoopbackHost(host) {
 			// Listening beyond this machine: clients need to be told the
 			// real (https) URL; a derived http://localhost one would be wrong.
 			errs = append(errs, fmt.Sprintf("--addr %q listens beyond this machine: set --public-url to the https URL clients use", c.Addr))

@@ -90,7 +90,7 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 }
 
 func TestNonLoopbackAddrNeedsPublicURL(t *testing.T) {
-	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.0.2.10:8080"} {
+	for _, addr := range []string{"0.0.0.0:8080", ":8080", "192.0.2.10:8080", "127.0.0.1:0"} {
 		c := Defaults()
 		c.DataDir = t.TempDir()
 		c.Addr = addr

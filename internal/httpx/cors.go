@@ -28,6 +28,7 @@ func CORS(allowed func(origin string) bool, next http.Handler) http.Handler {
 			}
 			h := w.Header()
 			h.Set("Access-Control-Allow-Origin", origin)
+			h.Set("Access-Control-Allow-Credentials", "true")
 			h.Set("Access-Control-Allow-Methods", "GET, POST, DELETE")
 			h.Set("Access-Control-Allow-Headers", strings.Join([]string{"Authorization", "X-API-Key", "Content-Type", "Accept",
 				"Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID"}, ", "))
@@ -37,7 +38,10 @@ func CORS(allowed func(origin string) bool, next http.Handler) http.Handler {
 		}
 		if ok {
 			w.Header().Set("Access-Control-Allow-Origin", origin)
-			w.Header().Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate, Mcp-Protocol-Version")
+			// Credentials: a web app on an allowed origin may use its
+			// session cookie (the JSON API); /mcp ignores cookies anyway.
+			w.Header().Set("Access-Control-Allow-Credentials", "true")
+			w.Header().Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate, Mcp-Protocol-Version, Retry-After")
 		}
 		next.ServeHTTP(w, r)
 	})

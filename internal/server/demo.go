@@ -57,6 +57,8 @@ func bootstrapDemo(ctx context.Context, c *Core, out io.Writer) error {
 		return fmt.Errorf("seeding demo ledger: %w", err)
 	}
 	if len(created) == 0 {
+		fmt.Fprintln(out, "Demo users alice@example.com (admin), bob@example.com and charlie@example.com exist already: their sign-in secrets and keys were shown only on the first start.")
+		fmt.Fprintln(out, "Lost them? See `mcpgate user --help` and `mcpgate key create --help`.")
 		return nil
 	}
 	fmt.Fprintln(out, "Demo users created. These secrets are shown ONCE; the database keeps only hashes.")

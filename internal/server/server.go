@@ -143,7 +143,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	s.oauth = oauth.NewServer(oauth.ServerOptions{
 		Store: s.core.DB, Clients: s.clients, Tokens: iss, Audit: s.core.Audit,
 		Sessions: s.core.Sessions, Users: s.core.Users, Issuer: issuer,
-		Resources:   []oauth.Resource{{URL: cfg.MCPURL(), Name: "MCP tools on " + strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://"), Scopes: reg.AllScopes()}},
+		Resources:   []oauth.Resource{{URL: cfg.MCPURL(), Name: "the MCP server at " + strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://"), Scopes: reg.AllScopes()}},
 		RefreshIdle: cfg.RefreshIdle, RefreshAbsolute: cfg.RefreshLifetime, RefreshGrace: refreshGrace(cfg.RefreshGrace),
 		ErrorPage: pages.ErrorPage, Logger: s.log,
 	})
@@ -180,11 +180,16 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	mux := http.NewServeMux()
 	mcpChain := s.authn.Middleware(s.mcp)
 	mux.Handle("/mcp", httpx.CORS(s.authn.OriginAllowed, mcpChain))
+	// The JSON API answers browser web apps on allowed origins too (CORS
+	// with credentials, so the cookie flow works cross-origin; CSRF
+	// protection trusts the same origins).
+	apiMux := http.NewServeMux()
 	api.New(api.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
 		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
 		CSRFTrustedOrigins: cfg.AllowedOrigins, Logger: s.log,
-	}).Routes(mux)
+	}).Routes(apiMux)
+	mux.Handle("/api/", httpx.CORS(s.authn.OriginAllowed, apiMux))
 	pages.Routes(mux)
 	pages.OAuthRoutes(mux, s.oauth)
 

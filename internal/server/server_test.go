@@ -555,9 +555,19 @@ func TestCORSForBrowserClients(t *testing.T) {
 	if resp := preflight("https://evil.example"); resp.StatusCode != 403 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("foreign preflight: %d %v", resp.StatusCode, resp.Header)
 	}
+	// The JSON API answers the same web app (with credentials, for the
+	// cookie flow).
+	req, _ := http.NewRequest("OPTIONS", e.base+"/api/mcp/tools/call", nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp, err := http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	} else if resp.Body.Close(); resp.StatusCode != 204 || resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Errorf("API preflight: %d %v", resp.StatusCode, resp.Header)
+	}
 	h := bearer(e.keys["alice@example.com"])
 	h.Set("Origin", "http://localhost:6274")
-	req, _ := http.NewRequest("POST", e.base+"/mcp", strings.NewReader(initBody))
+	req, _ = http.NewRequest("POST", e.base+"/mcp", strings.NewReader(initBody))
 	req.Header = h
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
