@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 )
 
@@ -73,6 +75,22 @@ func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHoo
 		}
 		if err := sessions.RevokeAll(ctx, userID, reason); err != nil {
 			log.Error("ending the sessions of a user failed", "user", userID, "reason", reason, "err", err)
+		}
+		// …and every OAuth grant (refresh tokens at once; access tokens
+		// within the grant cache's 2 s on running servers). Here in the
+		// core, so the CLI's disable and set-password do it too.
+		gs, err := db.RevokeUserOAuthGrants(ctx, userID, time.Now(), reason)
+		if err != nil {
+			log.Error("revoking the OAuth grants of a user failed", "user", userID, "reason", reason, "err", err)
+			return
+		}
+		if len(gs) > 0 {
+			ids := make([]string, 0, len(gs))
+			for _, g := range gs {
+				ids = append(ids, g.ID)
+			}
+			aw.Record(ctx, audit.Event{Type: audit.TypeOAuthGrantRevoked, Outcome: store.OutcomeAllow, Reason: reason,
+				UserID: userID, Details: map[string]any{"grants": len(gs), "grant_ids": ids}})
 		}
 	})
 	return &Core{DB: db, Audit: aw, Users: users, Keys: keys, Sessions: sessions, ServerKey: serverKey}, nil

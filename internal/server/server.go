@@ -19,7 +19,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/httpx"
-	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/mcpserver"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/oauth"
@@ -146,15 +145,6 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		Resources:   []oauth.Resource{{URL: cfg.MCPURL(), Name: "the MCP server at " + strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://"), Scopes: reg.AllScopes()}},
 		RefreshIdle: cfg.RefreshIdle, RefreshAbsolute: cfg.RefreshLifetime, RefreshGrace: refreshGrace(cfg.RefreshGrace),
 		ErrorPage: pages.ErrorPage, Logger: s.log,
-	})
-	// A password change or a disable also ends the user's OAuth grants.
-	s.core.Users.OnCredentialsChangedContext(func(ctx context.Context, userID, reason string) {
-		if reason == identity.ReasonUserEnabled {
-			return
-		}
-		if _, err := s.oauth.RevokeUserGrants(ctx, userID, reason); err != nil {
-			s.log.Error("revoking the OAuth grants of a user failed", "user", userID, "err", err)
-		}
 	})
 	verifier, err := verify.New(verify.Options{Issuer: issuer, Audience: cfg.MCPURL(), Keys: iss.KeySet()})
 	if err != nil {

@@ -1,7 +1,16 @@
 package server_test
 
 import (
+	"context"
+	"time"
+
 	"encoding/json"
+	"log/slog"
+
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/server"
+	"github.com/mcpgate/mcpgate/internal/store"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -68,5 +77,41 @@ func TestWebAppFlow(t *testing.T) {
 	}
 	if code, _ := do("POST", "/api/mcp/tools/call", `{"name":"getAccountBalance","arguments":{}}`); code != 401 {
 		t.Errorf("facade after logout: %d", code)
+	}
+}
+
+// TestDisableEndsOAuthGrants: disabling a user through the core that the
+// CLI opens (no HTTP server around it) revokes their OAuth grants, so a
+// later enable does not bring old refresh tokens back.
+func TestDisableEndsOAuthGrants(t *testing.T) {
+	ctx := context.Background()
+	cfg := config.Defaults()
+	cfg.DataDir = t.TempDir()
+	core, err := server.OpenCore(ctx, cfg, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer core.Close(ctx)
+	u, err := core.Users.Create(ctx, identity.NewUser{Email: "dana@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cl := store.OAuthClient{ID: store.NewID("ocl"), ClientID: "client_test", Kind: store.ClientKindStatic, Name: "app",
+		RedirectURIs: []string{"https://app.example/cb"}, GrantTypes: []string{"authorization_code"}, ResponseTypes: []string{"code"},
+		TokenEndpointAuthMethod: "none", ApplicationType: "web", CreatedAt: now}
+	if err := core.DB.CreateOAuthClient(ctx, cl); err != nil {
+		t.Fatal(err)
+	}
+	g := store.OAuthGrant{ID: store.NewID("grt"), UserID: u.ID, ClientID: cl.ClientID, Resource: "http://127.0.0.1:8080/mcp",
+		Scopes: []string{"payments:read"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := core.DB.CreateOAuthGrant(ctx, g); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.Users.SetDisabled(ctx, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := core.DB.GetOAuthGrant(ctx, g.ID); err != nil || got.RevokedAt.IsZero() {
+		t.Fatalf("grant after disable: revoked at %v, %v", got.RevokedAt, err)
 	}
 }
