@@ -40,7 +40,11 @@ Redirect URIs must be https, loopback http (http://127.0.0.1, http://[::1]
 or http://localhost; any port is accepted at authorization time) or a
 private-use scheme of a native app (com.example.app:/cb, cursor://…).
 A confidential client without redirect URIs is a service client: it gets
-the client_credentials grant only.`,
+the client_credentials grant only, and needs --scopes (the token endpoint
+refuses client_credentials for a client without a scope list). A client
+with redirect URIs signs users in (authorization_code, refresh_token); it
+gets client_credentials too only when --grant-types names it. Dynamic
+registration (POST /register) never creates client_credentials clients.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := a.openCore(cmd.Context())
@@ -67,6 +71,9 @@ the client_credentials grant only.`,
 			if secret != "" {
 				fmt.Fprintln(a.stderr, "The client secret is shown only this once.")
 			}
+			if oauth.AllowsGrant(cl, oauth.GrantClientCredentials) && len(cl.Scopes) == 0 {
+				fmt.Fprintln(a.stderr, "Warning: the client has no --scopes, so the client_credentials grant will refuse it (invalid_scope); register the client with --scopes for client_credentials.")
+			}
 			return nil
 		},
 	}
@@ -74,7 +81,7 @@ the client_credentials grant only.`,
 	add.Flags().StringArrayVar(&redirects, "redirect-uri", nil, "a redirect URI (repeat the flag for several)")
 	add.Flags().BoolVar(&confidential, "confidential", false, "issue a client secret (client_secret_basic or client_secret_post)")
 	add.Flags().StringVar(&scopes, "scopes", "", "comma- or space-separated scopes the client may ask for (default: any)")
-	add.Flags().StringVar(&grants, "grant-types", "", "comma-separated grant types (default: authorization_code,refresh_token, plus client_credentials when confidential)")
+	add.Flags().StringVar(&grants, "grant-types", "", "comma-separated grant types (default: authorization_code,refresh_token; client_credentials for a confidential client without redirect URIs)")
 	add.Flags().StringVar(&appType, "application-type", "", "web or native (default: inferred from the redirect URIs)")
 	add.MarkFlagRequired("name")
 

@@ -134,6 +134,25 @@ func TestClientAddListRemove(t *testing.T) {
 	})
 }
 
+// H1: an operator client with redirect URIs does not get client_credentials
+// unless asked for; a service client without scopes is warned about.
+func TestClientAddGrantDefaults(t *testing.T) {
+	c := newSQLite(t)
+	r := c.ok("", "client", "add", "--name", "Web app", "--confidential", "--redirect-uri", "https://web.example/cb")
+	if !strings.Contains(r.stderr, "grant types [authorization_code refresh_token]") {
+		t.Errorf("confidential client with redirect URIs: stderr %q, want grant types authorization_code refresh_token only", r.stderr)
+	}
+	r = c.ok("", "client", "add", "--name", "Both", "--confidential", "--redirect-uri", "https://web.example/cb",
+		"--grant-types", "authorization_code,client_credentials", "--scopes", "payments:read")
+	if !strings.Contains(r.stderr, "grant types [authorization_code client_credentials]") || strings.Contains(r.stderr, "Warning") {
+		t.Errorf("explicit grant types: stderr %q", r.stderr)
+	}
+	r = c.ok("", "client", "add", "--name", "Service", "--confidential")
+	if !strings.Contains(r.stderr, "grant types [client_credentials]") || !strings.Contains(r.stderr, "--scopes") {
+		t.Errorf("service client without scopes: stderr %q, want a warning naming --scopes", r.stderr)
+	}
+}
+
 func TestClientAddRefusals(t *testing.T) {
 	c := newSQLite(t)
 	for _, tc := range []struct {

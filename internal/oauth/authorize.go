@@ -11,19 +11,34 @@ package oauth
 // error and MUST NOT automatically redirect the user-agent to the invalid
 // redirection URI." Those refusals are an HTML page: mcpgate is never an
 // open redirector. Everything after that is answered at the verified
-// redirect URI with error, error_description, state and iss.
+// redirect URI with error, error_description, state and iss — for clients
+// an operator registered (static) only. A client nobody vouched for
+// (dynamically registered, or a Client ID Metadata Document) chose its own
+// redirect URIs, so redirecting errors to them without the user doing
+// anything would make mcpgate an open redirector for anyone who registers
+// (RFC 9700 §4.11.2); its errors are shown on mcpgate's own page instead.
+// Once the user has acted (Deny on the consent page), the redirect with
+// access_denied is what the user asked for.
 //
 // A valid request is kept server-side (store.OAuthRequest, 10 minutes,
 // single use) while the user logs in and consents; the browser carries
 // only its id. A logged-in user who already consented to every requested
-// scope for this client and resource gets the code at once.
+// scope for this client and resource gets the code at once — except for a
+// public client redirecting to a loopback address or a private-use scheme
+// (see confirmEachTime): any local program can claim those, so the user
+// confirms each time (RFC 8252 §8.6).
+//
+// Requests are rate-limited per client IP (ServerOptions.AuthorizeLimiter):
+// each one may create a pending-request row.
 
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
@@ -48,6 +63,9 @@ type authzError struct {
 // authorize serves GET and POST /authorize.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	writeNoStore(w)
+	if !s.allowAuthorize(w, r) {
+		return
+	}
 	var params url.Values
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
@@ -132,10 +150,11 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		back.status = http.StatusSeeOther
 	}
 
-	// 3. Everything else goes back to the client.
+	// 3. Everything else goes back to the client: redirected for static
+	// clients, on mcpgate's page for unverified ones (refuse).
 	req, aerr := s.parseAuthorization(params, cl, redirectURI, provided)
 	if aerr != nil {
-		s.refuseRedirect(w, r, cl, back, aerr)
+		s.refuse(w, r, cl, back, aerr)
 		return
 	}
 	var user *store.User
@@ -169,7 +188,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 			s.unavailablePage(w, r, err)
 			return
 		}
-		if consented {
+		if consented && !confirmEachTime(cl, req.RedirectURI) {
 			// Consent given before covers the request: no page to show.
 			loc, err := s.issueCode(ctx, "", req, *user, cl, nil)
 			if err != nil {
@@ -182,10 +201,13 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	}
 	if slices.Contains(prompts, "none") {
 		// OIDC Core §3.1.2.1: prompt=none must not show any page.
+		// A public client at a loopback or private-use redirect gets
+		// consent_required even when the user allowed it before: the user
+		// must confirm each time (confirmEachTime).
 		if user == nil {
-			s.refuseRedirect(w, r, cl, back, &authzError{"login_required", "the user is not signed in to mcpgate", audit.ReasonLoginRequired})
+			s.refuse(w, r, cl, back, &authzError{"login_required", "the user is not signed in to mcpgate", audit.ReasonLoginRequired})
 		} else {
-			s.refuseRedirect(w, r, cl, back, &authzError{"consent_required", "the user has not yet allowed this application", audit.ReasonConsentRequired})
+			s.refuse(w, r, cl, back, &authzError{"consent_required", "the user has not yet allowed this application, or must confirm it each time", audit.ReasonConsentRequired})
 		}
 		return
 	}
@@ -386,6 +408,77 @@ func (b redirectBack) url(params url.Values) string {
 		}
 	}
 	return b.uri + sep + params.Encode()
+}
+
+// refuse answers a refusal raised before the user interacted: at the
+// verified redirect URI for a client an operator registered (RFC 6749
+// §4.1.2.1), on mcpgate's own page for any other client (RFC 9700
+// §4.11.2: a self-registered redirect URI must not receive automatic
+// redirects, or mcpgate becomes an open redirector).
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, cl store.OAuthClient, back redirectBack, e *authzError) {
+	if ClientVerified(cl) {
+		s.refuseRedirect(w, r, cl, back, e)
+		return
+	}
+	s.refusePage(w, r, cl.ClientID, e.reason, map[string]any{"error": e.code, "error_description": e.description},
+		http.StatusBadRequest, "Request refused",
+		"mcpgate refused the request of the application that sent you here: "+e.description+" ("+e.code+"). "+
+			"mcpgate does not send you back to an application it cannot verify. Return to the application and try again, or contact its developer.")
+}
+
+// confirmEachTime reports whether an authorization of cl at redirectURI
+// must be confirmed by the user every time, even when consent given before
+// covers it. RFC 8252 §8.6: for a public client whose redirect is a
+// loopback address or a private-use URI scheme, "the authorization server
+// SHOULD NOT process authorization requests automatically without user
+// consent or interaction": any local program can listen on a loopback
+// port or claim a scheme, and with its own PKCE verifier it would get a
+// code silently. Confidential clients prove themselves at the token
+// endpoint; https redirects are bound to their host.
+func confirmEachTime(cl store.OAuthClient, redirectURI string) bool {
+	if !cl.Public() {
+		return false
+	}
+	kind, _ := classifyRedirectURI(redirectURI)
+	return kind != redirectHTTPS // loopback, private-use, or anything unclassifiable
+}
+
+// ConfirmEachTime reports whether the consent page must ask the user even
+// when consent given before covers the request (see confirmEachTime): the
+// consent page of internal/web calls it before approving without a
+// question. An unknown client answers true.
+func (s *Server) ConfirmEachTime(ctx context.Context, clientID, redirectURI string) (bool, error) {
+	cl, err := s.opts.Clients.Get(ctx, clientID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return true, nil
+	case err != nil:
+		return true, err
+	}
+	return confirmEachTime(cl, redirectURI), nil
+}
+
+// allowAuthorize applies the per-client-IP rate limit of the authorization
+// endpoint; when it refuses it has answered (429 with Retry-After, or 503
+// when the limiter cannot decide: fail closed).
+func (s *Server) allowAuthorize(w http.ResponseWriter, r *http.Request) bool {
+	d, err := s.opts.AuthorizeLimiter.Allow(r.Context(), "oauth-authorize:"+requestIP(r))
+	switch {
+	case err != nil:
+		s.unavailablePage(w, r, err)
+		return false
+	case d.Allowed:
+		return true
+	}
+	secs := int64(math.Ceil(d.RetryAfter.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	s.errorPage(w, r, http.StatusTooManyRequests, "Too many requests",
+		"mcpgate received too many authorization requests from your network. Wait "+strconv.FormatInt(secs, 10)+
+			" seconds, then go back to the application and try again.")
+	return false
 }
 
 // refuseRedirect sends an error back to the verified redirect URI (RFC

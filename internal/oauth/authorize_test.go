@@ -5,6 +5,8 @@ package oauth_test
 // §4.7 CSRF; MCP security best practices: confused deputy, consent).
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -12,6 +14,8 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 )
 
 // noRedirect fetches without following redirects.
@@ -210,8 +214,11 @@ func TestAuthorizeLoginConsentAndMemory(t *testing.T) {
 		t.Fatalf("first authorization: %+v", cb)
 	}
 
-	// Consent is remembered: the same request gets a code without a page.
-	p = s.fetch(b, s.authURL(s.codeRequest(id, ch)))
+	// Consent is remembered: the same request gets a code without a page
+	// (at an https redirect URI: see TestAuthorizeNativeRedirectAlwaysAsks).
+	q := s.codeRequest(id, ch)
+	q.Set("redirect_uri", "https://app.example.com/cb")
+	p = s.fetch(b, s.authURL(q))
 	if p.status != http.StatusFound || !strings.Contains(p.header.Get("Location"), "code=") {
 		t.Fatalf("second authorization: %d %q; want a direct redirect with a code", p.status, p.header.Get("Location"))
 	}
@@ -220,7 +227,7 @@ func TestAuthorizeLoginConsentAndMemory(t *testing.T) {
 	}
 
 	// New scopes: the page asks for the new one only.
-	q := s.codeRequest(id, ch)
+	q = s.codeRequest(id, ch)
 	q.Set("scope", "payments:read payments:write")
 	p = b.get(s.authURL(q))
 	if p.status != http.StatusOK || p.url.Path != "/oauth/consent" {
@@ -323,4 +330,186 @@ func registerDCR(t *testing.T, s *stack, name string) string {
 		t.Fatalf("register: %d %v", resp.StatusCode, err)
 	}
 	return out.ClientID
+}
+
+// refusedOnPage checks an error shown on mcpgate's own page, not
+// redirected to the client.
+func refusedOnPage(t *testing.T, s *stack, p page, wantErr, wantReason string) {
+	t.Helper()
+	if p.status != http.StatusBadRequest || p.header.Get("Location") != "" {
+		t.Fatalf("status %d Location %q; want 400 on mcpgate's page, no redirect", p.status, p.header.Get("Location"))
+	}
+	if ct := p.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Errorf("Content-Type %q, want an HTML page", ct)
+	}
+	if !strings.Contains(p.body, "Request refused") || !strings.Contains(p.body, wantErr) || strings.Contains(p.body, "xyz-state") {
+		t.Errorf("page does not explain the refusal: %s", clipBody(p.body))
+	}
+	evs := s.rec.of(audit.TypeOAuthAuthorizeRefused, wantReason)
+	if len(evs) == 0 || evs[len(evs)-1].Details["redirected"] != false || evs[len(evs)-1].Details["error"] != wantErr {
+		t.Errorf("refusal audit %v", evs)
+	}
+}
+
+// M1 (RFC 9700 §4.11.2): errors of clients nobody vouched for (dcr, cimd)
+// are shown on mcpgate's page before the user interacted; operator
+// (static) clients keep RFC 6749 error redirects; Deny still goes back.
+func TestAuthorizeUnverifiedClientErrorsAreNotRedirected(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{})
+	dcr := registerDCR(t, s, "Self-registered")
+	cimd := s.serveDoc("/c.json", "")
+	static := s.publicClient("Operator app")
+	_, ch := pkce()
+	b := s.browser()
+	tests := []struct {
+		name        string
+		mutate      func(url.Values)
+		err, reason string
+	}{
+		{"plain PKCE", func(q url.Values) { q.Set("code_challenge_method", "plain") }, "invalid_request", audit.ReasonPKCEMethod},
+		{"unknown scope", func(q url.Values) { q.Set("scope", "admin:everything") }, "invalid_scope", audit.ReasonInvalidScope},
+		{"implicit grant", func(q url.Values) { q.Set("response_type", "token") }, "unsupported_response_type", audit.ReasonUnsupportedResponseType},
+		{"prompt none without session", func(q url.Values) { q.Set("prompt", "none") }, "login_required", audit.ReasonLoginRequired},
+	}
+	for _, tc := range tests {
+		for kind, id := range map[string]string{"dcr": dcr, "cimd": cimd} {
+			t.Run(kind+" "+tc.name, func(t *testing.T) {
+				q := s.codeRequest(id, ch)
+				tc.mutate(q)
+				refusedOnPage(t, s, s.fetch(b, s.authURL(q)), tc.err, tc.reason)
+			})
+		}
+		t.Run("static "+tc.name, func(t *testing.T) {
+			q := s.codeRequest(static, ch)
+			tc.mutate(q)
+			errorRedirect(t, s, s.fetch(b, s.authURL(q)), tc.err, tc.reason)
+		})
+	}
+
+	// After the user clicked Deny, going back with access_denied is fine.
+	b.login("alice@example.com")
+	cb, err := b.authorize(s.authURL(s.codeRequest(dcr, ch)), "alice@example.com", "deny")
+	must(t, err)
+	if cb.err != "access_denied" || cb.url.Host != "127.0.0.1:4711" {
+		t.Errorf("deny for a DCR client: %+v, want access_denied at its redirect URI", cb)
+	}
+}
+
+// M3 (RFC 8252 §8.6): a signed-in user is never silently re-authorized
+// for a public client at a loopback or private-use redirect; the consent
+// page shows the remembered scopes as allowed and one click continues.
+func TestAuthorizeNativeRedirectAlwaysAsks(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{})
+	static := s.publicClient("Desktop app") // loopback and https redirects
+	dcr := registerDCR(t, s, "Native DCR")
+	cursor, _, err := s.clients.CreateStatic(context.Background(), oauth.StaticClient{
+		Name: "Cursor", RedirectURIs: []string{"cursor://anysphere.cursor-mcp/oauth/callback"},
+	})
+	must(t, err)
+	conf, _ := s.confidentialClient("Server app")
+	withRedirect := func(uri string) func(url.Values) {
+		return func(q url.Values) {
+			if uri != "" {
+				q.Set("redirect_uri", uri)
+			}
+		}
+	}
+	b := s.browser()
+	b.login("alice@example.com")
+	cases := []struct {
+		name, id, redirect string
+	}{
+		{"static public loopback", static, ""},
+		{"dcr public loopback", dcr, ""},
+		{"static public private-use scheme", cursor.ClientID, "cursor://anysphere.cursor-mcp/oauth/callback"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s.codeFor(b, tc.id, withRedirect(tc.redirect)) // consent given once
+			_, ch := pkce()
+			q := s.codeRequest(tc.id, ch)
+			withRedirect(tc.redirect)(q)
+			p := s.fetch(b, s.authURL(q))
+			if p.status != http.StatusSeeOther || !strings.HasPrefix(p.header.Get("Location"), "/oauth/consent?request=") {
+				t.Fatalf("remembered consent: %d to %q; want the consent page, not a code", p.status, p.header.Get("Location"))
+			}
+			p = b.get(s.authURL(q))
+			if p.status != http.StatusOK || p.url.Path != "/oauth/consent" || p.header.Get("Refresh") != "" || reContinue.MatchString(p.body) {
+				t.Fatalf("consent page: %d at %s (Refresh %q); want a question", p.status, p.url, p.header.Get("Refresh"))
+			}
+			if !strings.Contains(p.body, "Already allowed") || strings.Contains(p.body, "It asks to") || !strings.Contains(p.body, `value="allow"`) {
+				t.Errorf("consent page should list every scope as already allowed, with Allow: %s", clipBody(p.body[strings.Index(p.body, "<main"):]))
+			}
+			// One click gives the code.
+			s.codeFor(b, tc.id, withRedirect(tc.redirect))
+			// prompt=none cannot skip the question: consent_required.
+			q.Set("prompt", "none")
+			p = s.fetch(b, s.authURL(q))
+			if tc.id == dcr {
+				refusedOnPage(t, s, p, "consent_required", audit.ReasonConsentRequired)
+			} else {
+				loc, _ := url.Parse(p.header.Get("Location"))
+				if p.status != http.StatusFound || loc == nil || loc.Query().Get("error") != "consent_required" {
+					t.Errorf("prompt=none: %d to %q; want consent_required at the redirect URI", p.status, p.header.Get("Location"))
+				}
+			}
+		})
+	}
+	for _, e := range s.rec.of(audit.TypeOAuthCodeIssued) {
+		if e.Details["consent_remembered"] == true {
+			t.Errorf("a code was issued without the user: %v", e.Details)
+		}
+	}
+	// Not affected: the public client at its https redirect, and a
+	// confidential client at loopback (it proves itself at /token).
+	for _, tc := range []struct{ id, redirect string }{{static, "https://app.example.com/cb"}, {conf, ""}} {
+		s.codeFor(b, tc.id, withRedirect(tc.redirect))
+		_, ch := pkce()
+		q := s.codeRequest(tc.id, ch)
+		withRedirect(tc.redirect)(q)
+		if p := s.fetch(b, s.authURL(q)); p.status != http.StatusFound || !strings.Contains(p.header.Get("Location"), "code=") {
+			t.Errorf("%s at %q: %d to %q; want the code at once", tc.id, tc.redirect, p.status, p.header.Get("Location"))
+		}
+	}
+}
+
+// M4: /authorize is rate-limited per client IP (burst 60, then 1/s) with
+// a readable 429 page and Retry-After.
+func TestAuthorizeRateLimited(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{})
+	id := s.publicClient("App")
+	_, ch := pkce()
+	b := s.browser()
+	u := s.authURL(s.codeRequest(id, ch)) // unauthenticated: each would store a pending request
+	var p page
+	n := 0
+	for ; n < 200; n++ {
+		if p = s.fetch(b, u); p.status == http.StatusTooManyRequests {
+			break
+		}
+		if p.status != http.StatusSeeOther {
+			t.Fatalf("request %d: %d", n, p.status)
+		}
+	}
+	if n < oauth.DefaultAuthorizeBurst || n >= 200 {
+		t.Fatalf("first 429 after %d requests, want after the burst of %d", n, oauth.DefaultAuthorizeBurst)
+	}
+	if ra := p.header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("Retry-After %q", ra)
+	}
+	if ct := p.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || !strings.Contains(p.body, "Too many requests") {
+		t.Errorf("429 page: %q %s", ct, clipBody(p.body))
+	}
+
+	// A limiter that cannot decide fails closed.
+	s = newStack(t, storeSQLite(t), stackOptions{authorizeLim: failingLimiter{}})
+	if p := s.fetch(s.browser(), s.authURL(s.codeRequest(s.publicClient("App"), ch))); p.status != http.StatusServiceUnavailable {
+		t.Errorf("failing limiter: %d, want 503", p.status)
+	}
+}
+
+type failingLimiter struct{}
+
+func (failingLimiter) Allow(context.Context, string) (ratelimit.Decision, error) {
+	return ratelimit.Decision{}, errors.New("limiter backend down")
 }

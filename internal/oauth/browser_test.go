@@ -115,12 +115,16 @@ func TestBrowserConsentFlow(t *testing.T) {
 	shots.take(t, tab1, "oauth-connected-apps")
 
 	// A returning user in a new browser (signed out, consent remembered):
-	// login → the code reaches the client without another question.
+	// login → the consent page once more, everything already allowed (a
+	// public client at a loopback redirect is confirmed each time, RFC 8252
+	// §8.6) → one click, and the code reaches the client.
 	tab2, cancel2 := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 	defer cancel2()
 	must(t, chromedp.Do(tab2))
 	run(t, tab2, chromedp.Navigate(authURL()))
 	run(t, tab2, login...)
+	run(t, tab2, chromedp.WaitVisible(chromedp.CSS("button[value=allow]")))
+	run(t, tab2, chromedp.Click(chromedp.CSS("button[value=allow]")))
 	q = cb.wait(t, 2)
 	if q.Get("code") == "" || q.Get("iss") != s.base {
 		t.Fatalf("callback for a returning user: %v", q)

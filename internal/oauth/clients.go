@@ -281,10 +281,14 @@ type StaticClient struct {
 	RedirectURIs []string
 	// Confidential clients get a secret (client_secret_basic or
 	// client_secret_post); public ones authenticate with "none" and PKCE.
-	Confidential    bool
-	Scopes          []string // empty: any scope the server offers
-	GrantTypes      []string // empty: authorization_code + refresh_token (+ client_credentials when confidential)
-	ApplicationType string   // "", "web" or "native" ("": inferred from the redirect URIs)
+	Confidential bool
+	Scopes       []string // empty: any scope the server offers
+	// GrantTypes empty: authorization_code + refresh_token, or
+	// client_credentials only for a confidential client without redirect
+	// URIs. A client_credentials client needs Scopes (the grant refuses a
+	// client without a scope list).
+	GrantTypes      []string
+	ApplicationType string // "", "web" or "native" ("": inferred from the redirect URIs)
 }
 
 // ValidationError says which field of a StaticClient is wrong.
@@ -318,12 +322,13 @@ func (c *Clients) CreateStatic(ctx context.Context, req StaticClient) (store.OAu
 	grants := req.GrantTypes
 	if len(grants) == 0 {
 		// A confidential client without redirect URIs is a service
-		// (client_credentials only); every other client signs users in.
+		// (client_credentials only); every other client signs users in and
+		// gets client_credentials only when asked for (GrantTypes): a
+		// client that acts for users should not also act without one.
 		if len(req.RedirectURIs) > 0 || !req.Confidential {
 			grants = []string{GrantAuthorizationCode, GrantRefreshToken}
-		}
-		if req.Confidential {
-			grants = append(grants, GrantClientCredentials)
+		} else {
+			grants = []string{GrantClientCredentials}
 		}
 	}
 	grants, responses, msg := checkGrantTypes(grants, nil, false, method)
@@ -491,9 +496,14 @@ func ClientVerified(cl store.OAuthClient) bool { return cl.Kind == store.ClientK
 // a client registered for authorization_code may also refresh what it got
 // (OAuth 2.1 §4.3), since most clients of the 2025 MCP revisions do not
 // list refresh_token.
+//
+// client_credentials is for confidential clients an operator registered
+// (static) only: a self-registered client (dcr, cimd) never gets a token
+// without a user, even when its stored metadata lists the grant (a
+// registration made before dynamic registration refused it).
 func AllowsGrant(cl store.OAuthClient, grant string) bool {
 	if slices.Contains(cl.GrantTypes, grant) {
-		return grant != GrantClientCredentials || !cl.Public()
+		return grant != GrantClientCredentials || (!cl.Public() && cl.Kind == store.ClientKindStatic)
 	}
 	return grant == GrantRefreshToken && slices.Contains(cl.GrantTypes, GrantAuthorizationCode)
 }

@@ -47,10 +47,18 @@ func TestCreateStatic(t *testing.T) {
 		len(conf.ResponseTypes) != 0 || len(conf.RedirectURIs) != 0 {
 		t.Errorf("confidential static client = %+v", conf)
 	}
+	// H1: a client with redirect URIs signs users in; client_credentials
+	// only when asked for.
 	web, _, err := e.c.CreateStatic(ctx, StaticClient{Name: "Web", Confidential: true, RedirectURIs: []string{"https://web.example/cb"}})
-	if err != nil || !cmp.Equal(web.GrantTypes, []string{GrantAuthorizationCode, GrantRefreshToken, GrantClientCredentials}) || web.ApplicationType != AppTypeWeb {
+	if err != nil || !cmp.Equal(web.GrantTypes, []string{GrantAuthorizationCode, GrantRefreshToken}) || web.ApplicationType != AppTypeWeb {
 		t.Errorf("confidential web client = %+v, %v", web, err)
 	}
+	both, _, err := e.c.CreateStatic(ctx, StaticClient{Name: "Both", Confidential: true, RedirectURIs: []string{"https://web.example/cb"},
+		GrantTypes: []string{GrantAuthorizationCode, GrantClientCredentials}, Scopes: []string{"payments:read"}})
+	if err != nil || !cmp.Equal(both.GrantTypes, []string{GrantAuthorizationCode, GrantClientCredentials}) {
+		t.Errorf("client with explicit grant types = %+v, %v", both, err)
+	}
+	web, _, _ = e.c.CreateStatic(ctx, StaticClient{Name: "Web", Confidential: true, RedirectURIs: []string{"https://web.example/cb"}})
 	ev := e.rec.last(t, EventClientCreated)
 	if ev.Details["actor"] != "cli" || ev.Details["client_id"] != web.ClientID {
 		t.Errorf("audit = %+v", ev)
@@ -205,7 +213,8 @@ func TestNoteUseThrottles(t *testing.T) {
 
 func TestAllowsGrant(t *testing.T) {
 	pub := store.OAuthClient{GrantTypes: []string{GrantAuthorizationCode}}
-	conf := store.OAuthClient{GrantTypes: []string{GrantClientCredentials}, SecretHash: make([]byte, 32)}
+	conf := store.OAuthClient{Kind: store.ClientKindStatic, GrantTypes: []string{GrantClientCredentials}, SecretHash: make([]byte, 32)}
+	dcrConf := store.OAuthClient{Kind: store.ClientKindDCR, GrantTypes: []string{GrantClientCredentials}, SecretHash: make([]byte, 32)}
 	tests := []struct {
 		cl    store.OAuthClient
 		grant string
@@ -218,6 +227,7 @@ func TestAllowsGrant(t *testing.T) {
 		{conf, GrantAuthorizationCode, false},
 		{conf, GrantRefreshToken, false},
 		{store.OAuthClient{GrantTypes: []string{GrantClientCredentials}}, GrantClientCredentials, false}, // public: never
+		{dcrConf, GrantClientCredentials, false},                                                         // self-registered: never (H1)
 		{pub, "password", false},
 	}
 	for _, tc := range tests {

@@ -150,7 +150,7 @@ func verifierMatches(verifier, challenge string) bool {
 // clientCredentials serves RFC 6749 §4.4: a confidential client gets an
 // access token for itself (no user, sub = client_id, RFC 9068 §2.2), with
 // scopes from the resource's scopes, limited to the client's registered
-// scopes. No refresh token (§4.4.3: "A refresh token SHOULD NOT be
+// scopes (a client without registered scopes gets invalid_scope). No refresh token (§4.4.3: "A refresh token SHOULD NOT be
 // included"). Each token gets its own grant row, so it can be revoked
 // (RFC 7009) or introspected like any other, and it goes away with its
 // client.
@@ -171,9 +171,15 @@ func (s *Server) clientCredentials(ctx context.Context, cl store.OAuthClient, fo
 	case len(s.resources) > 1:
 		return nil, &tokenError{code: "invalid_target", description: "name the resource (RFC 8707 resource parameter)", reason: audit.ReasonInvalidTarget}, nil
 	}
+	if len(cl.Scopes) == 0 {
+		// No user approves these tokens: the operator's scope list is the
+		// only bound, so a client without one gets nothing (never "all
+		// scopes").
+		return nil, &tokenError{code: "invalid_scope", description: "this client has no registered scopes; register the client with --scopes for client_credentials", reason: audit.ReasonInvalidScope}, nil
+	}
 	var allowed []string
 	for _, sc := range res.Scopes {
-		if len(cl.Scopes) == 0 || slices.Contains(cl.Scopes, sc) {
+		if slices.Contains(cl.Scopes, sc) {
 			allowed = append(allowed, sc)
 		}
 	}

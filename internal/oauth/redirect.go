@@ -17,13 +17,16 @@ package oauth
 // servers SHOULD enforce the requirement in Section 7.1 that clients use
 // schemes that are reverse domain name based. At a minimum, any
 // private-use URI scheme that doesn't contain a period character (".")
-// SHOULD be rejected." mcpgate deliberately departs from this SHOULD: the
-// MCP clients people use (Cursor: cursor://, VS Code: vscode://) register
-// schemes without a period, and the issue asks for them. The protection a
-// reverse-domain scheme would add (another app claiming the scheme) is
-// covered by PKCE, which mcpgate requires on every authorization. Schemes
-// that mean something to a browser (javascript:, data:, file:, …) are
-// refused.
+// SHOULD be rejected." mcpgate follows it: a private-use scheme must
+// contain a period (reverse-DNS, com.example.app:/cb), with one exception,
+// the explicit allowlist wellKnownSchemes of the schemes that well-known
+// MCP clients register without a period (cursor, vscode, vscode-insiders,
+// windsurf, claude, zed). Any other period-less scheme (myapp://, or one
+// that squats a browser's or an OS's meaning) is refused, so a client
+// cannot register a short scheme that many apps could claim. Schemes that
+// mean something to a browser (javascript:, data:, file:, …) are refused
+// whatever they contain. A public client at a private-use scheme is also
+// never approved without the user (authorize.go, RFC 8252 §8.6).
 //
 // Refused everywhere: fragments (RFC 6749 §3.1.2: "The endpoint URI MUST
 // NOT include a fragment component"), userinfo (https://good@evil.example
@@ -78,6 +81,13 @@ var deniedSchemes = map[string]bool{
 	"mailto": true, "tel": true, "sms": true, "smsto": true, "mms": true, "intent": true, "jar": true,
 	"chrome": true, "chrome-extension": true, "moz-extension": true, "resource": true, "urn": true,
 	"ldap": true, "gopher": true, "news": true, "nntp": true, "telnet": true,
+}
+
+// wellKnownSchemes are the private-use schemes without a period that
+// registration accepts (RFC 8252 §8.4 asks for reverse-DNS schemes): those
+// of the MCP clients people use. Add to it only for a widely used client.
+var wellKnownSchemes = map[string]bool{
+	"cursor": true, "vscode": true, "vscode-insiders": true, "windsurf": true, "claude": true, "zed": true,
 }
 
 // loopbackHosts are the hosts of RFC 8252 §7.3 loopback redirects, as they
@@ -137,6 +147,11 @@ func classifyRedirectURI(raw string) (redirectKind, string) {
 	}
 	if len(u.Scheme) < 2 || deniedSchemes[u.Scheme] {
 		return 0, "redirect URI " + quoteURI(raw) + " uses the scheme " + strconv.Quote(u.Scheme) + ", which cannot be a redirect target"
+	}
+	if !strings.Contains(u.Scheme, ".") && !wellKnownSchemes[u.Scheme] {
+		// RFC 8252 §8.4: reverse-DNS private-use schemes only.
+		return 0, "redirect URI " + quoteURI(raw) + " uses the private-use scheme " + strconv.Quote(u.Scheme) +
+			", which is not reverse-DNS based: use a scheme with a period, such as com.example.app:/callback (RFC 8252 §7.1, §8.4)"
 	}
 	return redirectPrivateUse, ""
 }

@@ -26,6 +26,11 @@ func TestClassifyRedirectURI(t *testing.T) {
 		{"vscode://vscode.github-authentication/did-authenticate", redirectPrivateUse},
 		{"com.example.app:/oauth2redirect/example-provider", redirectPrivateUse},
 		{"com.example.app:cb", redirectPrivateUse},
+		// The allowlist of well-known MCP client schemes without a period.
+		{"vscode-insiders://vscode.github-authentication/did-authenticate", redirectPrivateUse},
+		{"windsurf://codeium.windsurf/oauth/callback", redirectPrivateUse},
+		{"claude://claude.ai/oauth/callback", redirectPrivateUse},
+		{"zed://oauth/callback", redirectPrivateUse},
 	}
 	for _, tc := range valid {
 		kind, msg := classifyRedirectURI(tc.uri)
@@ -70,6 +75,11 @@ func TestClassifyRedirectURI(t *testing.T) {
 		{"intent://scan/#Intent;scheme=zxing;end", "fragment"},
 		{"intent://scan/", "cannot be a redirect target"},
 		{"c:/windows", "cannot be a redirect target"},
+		// M1, RFC 8252 §8.4: private-use schemes must be reverse-DNS based.
+		{"myapp://callback", "not reverse-DNS"},
+		{"mcp:/cb", "not reverse-DNS"},
+		{"slack://open", "not reverse-DNS"},
+		{"cursorx://cb", "not reverse-DNS"},
 		{"/relative/path", "not an absolute URI"},
 		{"//evil.example/cb", "not an absolute URI"},
 		{"https://app.example.com/" + strings.Repeat("a", 2000), "longer than"},

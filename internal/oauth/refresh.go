@@ -14,12 +14,21 @@ package oauth
 //
 // The grace window (RefreshGrace, default 30 s): a token used again
 // within that time after its rotation is taken for a client retrying a
-// refresh whose response it lost, or for two concurrent refreshes of one
-// client — the main cause of forced re-logins in other MCP servers. It
-// gets a valid new pair (a sibling successor) instead of destroying the
-// family. Past the window, a second use is a replay. The trade-off: a
-// stolen token used within 30 s of the legitimate refresh is not
-// detected as a replay.
+// refresh whose response it lost, or for concurrent refreshes of one
+// client — the main cause of forced re-logins in other MCP servers. The
+// retry is idempotent: it gets the SAME successor refresh token the
+// rotation produced (and a fresh access token), never a new sibling, so
+// a token has at most one live successor and a stolen token cannot fork
+// the family. To hand the successor out again without keeping it in
+// clear, the rotation stores it sealed (AES-256-GCM, key derived from the
+// server key, bound to the parent and successor ids) on the rotated row;
+// the secret is wiped when the successor is used, and by the cleaner
+// once the window has passed. A retry after the window, or after the
+// successor was used, is a replay and revokes the family. The
+// trade-off: a stolen token used within the window gets the legitimate
+// client's successor; the two then share one chain, and the first time
+// they diverge (one of them refreshes a token the other already rotated
+// more than the window ago) the family is revoked.
 //
 // Lifetimes: a refresh token dies after RefreshIdle (7 days) without use;
 // no refresh succeeds after RefreshAbsolute (90 days) since the user's
@@ -28,8 +37,16 @@ package oauth
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
@@ -48,7 +65,7 @@ func (s *Server) refresh(ctx context.Context, cl store.OAuthClient, form url.Val
 	// RFC 6749 §6: "validate the refresh token and ensure that it was
 	// issued to the authenticated client" — before using it up, so
 	// another client cannot burn someone's token.
-	_, g, err := s.st.GetOAuthRefreshToken(ctx, hash)
+	cur, g, err := s.st.GetOAuthRefreshToken(ctx, hash)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, invalidGrant(audit.ReasonUnknownRefreshToken, "the refresh token is invalid or expired"), nil
@@ -83,9 +100,15 @@ func (s *Server) refresh(ctx context.Context, cl store.OAuthClient, form url.Val
 	if grace < 0 {
 		grace = 0
 	}
-	res, err := s.st.RotateRefreshToken(ctx, hash, store.OAuthRefreshToken{
-		ID: store.NewID("ort"), Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.opts.RefreshIdle),
-	}, now, grace)
+	aead, err := s.successorAEAD()
+	if err != nil {
+		return nil, nil, err
+	}
+	nextTok := store.OAuthRefreshToken{ID: store.NewID("ort"), Hash: nextHash, CreatedAt: now, ExpiresAt: now.Add(s.opts.RefreshIdle)}
+	if grace > 0 {
+		nextTok.Sealed = sealSuccessor(aead, next, g.ID, cur.ID, nextTok.ID)
+	}
+	res, err := s.st.RotateRefreshToken(ctx, hash, nextTok, now, grace)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return nil, invalidGrant(audit.ReasonUnknownRefreshToken, "the refresh token is invalid or expired"), nil
@@ -93,7 +116,20 @@ func (s *Server) refresh(ctx context.Context, cl store.OAuthClient, form url.Val
 		return nil, nil, err
 	}
 	switch res.Outcome {
-	case store.RefreshRotated, store.RefreshGraceRetry:
+	case store.RefreshRotated:
+	case store.RefreshGraceRetry:
+		// The successor the rotation produced, not a new one.
+		next, err = openSuccessor(aead, res.Next, g.ID, res.Token.ID)
+		if err != nil {
+			// Another node with another server key, a restart without
+			// one, or a tampered row: refuse this retry, keep the family
+			// (whoever got the rotation's answer holds the live token).
+			s.log.ErrorContext(ctx, "oauth: a refresh grace retry cannot open the sealed successor; every node must use the same server key",
+				"grant_id", g.ID, "err", err)
+			terr := refused(audit.ReasonUnknown, "the refresh token was already used; retry is not possible, sign in again")
+			terr.details = map[string]any{"grace_retry": true, "successor_unavailable": true}
+			return nil, terr, nil
+		}
 	case store.RefreshReplayed:
 		s.grants.evict(g.ID)
 		s.opts.Audit.Record(ctx, audit.Event{
@@ -121,4 +157,82 @@ func (s *Server) refresh(ctx context.Context, cl store.OAuthClient, form url.Val
 			"expires_at": out.expires.Format(time.RFC3339)},
 	})
 	return out.resp, nil, nil
+}
+
+// ---- sealed successors (grace-window retries) ----
+
+// successorSealInfo is the HKDF info of the key that seals refresh-token
+// successors; distinct from every other use of the server key.
+const successorSealInfo = "mcpgate refresh successor v1"
+
+// successorSealVersion is the first byte of a sealed successor: version
+// || nonce (12 bytes) || AES-256-GCM ciphertext and tag.
+const successorSealVersion = 1
+
+var (
+	processKeyOnce sync.Once
+	processKey     []byte
+	noKeyWarning   sync.Once
+)
+
+// successorAEAD returns the AES-256-GCM that seals successors, keyed by
+// HKDF-SHA256 of ServerOptions.ServerKey (or of a random per-process key
+// when none is configured).
+func (s *Server) successorAEAD() (cipher.AEAD, error) {
+	key := s.opts.ServerKey
+	if len(key) == 0 {
+		processKeyOnce.Do(func() {
+			processKey = make([]byte, 32)
+			rand.Read(processKey)
+		})
+		noKeyWarning.Do(func() {
+			s.log.Warn("oauth: no server key configured for the authorization server; refresh grace retries work only on the node that rotated the token, until it restarts")
+		})
+		key = processKey
+	}
+	if len(key) < 32 {
+		return nil, fmt.Errorf("oauth: the server key must be at least 32 bytes, got %d", len(key))
+	}
+	k, err := hkdf.Key(sha256.New, key, nil, successorSealInfo, 32)
+	if err != nil {
+		return nil, fmt.Errorf("oauth: derive the successor sealing key: %w", err)
+	}
+	block, err := aes.NewCipher(k)
+	if err != nil {
+		return nil, err
+	}
+	return cipher.NewGCM(block)
+}
+
+// successorAD binds a sealed successor to its grant, its parent token and
+// itself: a sealed value copied to another row does not open there.
+func successorAD(grantID, parentID, successorID string) []byte {
+	return []byte("mcpgate refresh successor\x00" + grantID + "\x00" + parentID + "\x00" + successorID)
+}
+
+func sealSuccessor(aead cipher.AEAD, secret, grantID, parentID, successorID string) []byte {
+	ns := aead.NonceSize()
+	out := make([]byte, 1+ns, 1+ns+len(secret)+aead.Overhead())
+	out[0] = successorSealVersion
+	rand.Read(out[1 : 1+ns])
+	return aead.Seal(out, out[1:1+ns], []byte(secret), successorAD(grantID, parentID, successorID))
+}
+
+// openSuccessor returns the secret of the stored successor t of the
+// token parentID, checked against t's hash.
+func openSuccessor(aead cipher.AEAD, t store.OAuthRefreshToken, grantID, parentID string) (string, error) {
+	ns := aead.NonceSize()
+	sealed := t.Sealed
+	if len(sealed) < 1+ns+aead.Overhead() || sealed[0] != successorSealVersion {
+		return "", errors.New("unknown sealed successor format")
+	}
+	pt, err := aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], successorAD(grantID, parentID, t.ID))
+	if err != nil {
+		return "", errors.New("the sealed successor does not open with this server key")
+	}
+	secret := string(pt)
+	if subtle.ConstantTimeCompare(hashSecret(secret), t.Hash) != 1 {
+		return "", errors.New("the sealed successor does not match its hash")
+	}
+	return secret, nil
 }

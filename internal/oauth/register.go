@@ -135,6 +135,14 @@ func parseClientMetadata(body []byte, src metadataSource, documentURL string, su
 	if !grantsGiven {
 		grants = []string{GrantAuthorizationCode} // RFC 7591 §2 default
 	}
+	if src == fromRegistration && slices.Contains(grants, GrantClientCredentials) {
+		// Open registration must not hand out user-less service clients:
+		// anyone could register one and mint tokens without a user. RFC
+		// 7591 §3.2.2 lets the server refuse any grant type it will not
+		// register.
+		return clientMetadata{}, badMetadata("client_credentials_not_allowed",
+			"the client_credentials grant cannot be registered dynamically; service clients are registered by the operator with `mcpgate client add --confidential`")
+	}
 	if src == fromDocument {
 		// A document client authenticates with "none": it can use the
 		// redirect-based grants only. Other listed grants are dropped

@@ -87,7 +87,7 @@ func TestRegisterPublicClient(t *testing.T) {
 func TestRegisterConfidentialClient(t *testing.T) {
 	e := newEnv(t, ClientsOptions{})
 	// token_endpoint_auth_method omitted: RFC 7591 §2 default client_secret_basic.
-	body := `{"client_name":"Backend","redirect_uris":["https://backend.example.com/cb"],"grant_types":["authorization_code","client_credentials"]}`
+	body := `{"client_name":"Backend","redirect_uris":["https://backend.example.com/cb"],"grant_types":["authorization_code","refresh_token"]}`
 	rec, got := register(t, e, "", "application/json", body)
 	if rec.Code != http.StatusCreated {
 		t.Fatalf("status %d: %v", rec.Code, got)
@@ -116,6 +116,31 @@ func TestRegisterConfidentialClient(t *testing.T) {
 	_, again := register(t, e, "", "application/json", body)
 	if again["client_id"] == got["client_id"] || again["client_secret"] == secret {
 		t.Error("a second confidential registration reused the first client")
+	}
+}
+
+// H1: open registration never creates a service client: anyone could
+// register one and mint user-less tokens.
+func TestRegisterRefusesClientCredentials(t *testing.T) {
+	e := newEnv(t, ClientsOptions{})
+	for _, body := range []string{
+		`{"client_name":"Svc","grant_types":["client_credentials"]}`,
+		`{"client_name":"Svc","grant_types":["client_credentials"],"token_endpoint_auth_method":"client_secret_post","scope":"payments:read"}`,
+		`{"client_name":"Both","redirect_uris":["https://backend.example.com/cb"],"grant_types":["authorization_code","client_credentials"]}`,
+	} {
+		rec, got := register(t, e, "", "application/json", body)
+		if rec.Code != http.StatusBadRequest || got["error"] != errInvalidClientMetadata {
+			t.Fatalf("register %s: %d %v; want 400 invalid_client_metadata", body, rec.Code, got)
+		}
+		if d, _ := got["error_description"].(string); !strings.Contains(d, "mcpgate client add --confidential") {
+			t.Errorf("error_description %q does not point to the operator command", d)
+		}
+	}
+	if all, err := e.st.ListOAuthClients(t.Context(), ""); err != nil || len(all) != 0 {
+		t.Errorf("clients stored: %v %v", all, err)
+	}
+	if ev := e.rec.last(t, EventClientRegistrationRefused); ev.Reason != "client_credentials_not_allowed" {
+		t.Errorf("refusal audited with reason %q", ev.Reason)
 	}
 }
 
@@ -206,8 +231,8 @@ func TestRegisterRefusals(t *testing.T) {
 		{"implicit grant", `{"redirect_uris":["https://a.example/cb"],"grant_types":["implicit"]}`, 400, errInvalidClientMetadata, `"implicit" is not supported`},
 		{"password grant", `{"redirect_uris":["https://a.example/cb"],"grant_types":["password"]}`, 400, errInvalidClientMetadata, "not supported"},
 		{"token response", `{"redirect_uris":["https://a.example/cb"],"response_types":["token"]}`, 400, errInvalidClientMetadata, "only \"code\""},
-		{"inconsistent types", `{"redirect_uris":["https://a.example/cb"],"grant_types":["client_credentials"],"response_types":["code"]}`, 400, errInvalidClientMetadata, "needs the authorization_code grant"},
-		{"public client_credentials", `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}`, 400, errInvalidClientMetadata, "confidential"},
+		{"inconsistent types", `{"redirect_uris":["https://a.example/cb"],"grant_types":["refresh_token"],"response_types":["code"]}`, 400, errInvalidClientMetadata, "needs the authorization_code grant"},
+		{"public client_credentials", `{"grant_types":["client_credentials"],"token_endpoint_auth_method":"none"}`, 400, errInvalidClientMetadata, "cannot be registered dynamically"},
 		{"private_key_jwt", `{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":"private_key_jwt"}`, 400, errInvalidClientMetadata, "not supported"},
 		{"auth method not a string", `{"redirect_uris":["https://a.example/cb"],"token_endpoint_auth_method":1}`, 400, errInvalidClientMetadata, "must be a string"},
 		{"name with RLO", `{"redirect_uris":["https://a.example/cb"],"client_name":"Goo\u202egle"}`, 400, errInvalidClientMetadata, "client_name"},
@@ -318,5 +343,27 @@ func TestRegisterRateLimit(t *testing.T) {
 	e2 := newEnv(t, ClientsOptions{RegistrationLimiter: failingLimiter{}})
 	if rec, _ := register(t, e2, "", "application/json", body(0)); rec.Code != http.StatusServiceUnavailable {
 		t.Errorf("failing limiter: %d, want 503", rec.Code)
+	}
+}
+
+// M1, RFC 8252 §8.4: dynamic registration accepts reverse-DNS private-use
+// schemes and the allowlisted MCP client schemes only.
+func TestRegisterPrivateUseSchemes(t *testing.T) {
+	e := newEnv(t, ClientsOptions{})
+	for uri, ok := range map[string]bool{
+		"com.example.app:/callback":                    true,
+		"cursor://anysphere.cursor-mcp/oauth/callback": true,
+		"vscode://vscode.github-authentication/cb":     true,
+		"myapp://callback":                             false,
+		"evil:/cb":                                     false,
+	} {
+		rec, got := register(t, e, "", "application/json",
+			`{"client_name":"Native","redirect_uris":["`+uri+`"],"token_endpoint_auth_method":"none"}`)
+		switch {
+		case ok && rec.Code != http.StatusCreated:
+			t.Errorf("register %s: %d %v, want 201", uri, rec.Code, got)
+		case !ok && (rec.Code != http.StatusBadRequest || got["error"] != errInvalidRedirectURI):
+			t.Errorf("register %s: %d %v, want 400 invalid_redirect_uri", uri, rec.Code, got)
+		}
 	}
 }

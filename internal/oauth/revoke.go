@@ -18,10 +18,13 @@ package oauth
 // RFC 7009 §2.2: "The authorization server responds with HTTP status code
 // 200 if the token has been revoked successfully or if the client
 // submitted an invalid token." Unknown, malformed, expired and already
-// revoked tokens all get 200. A token issued to another client is
-// refused (§2.1: the server "verifies whether the token was issued to the
+// revoked tokens all get 200. A token issued to another client is not
+// revoked (§2.1: the server "verifies whether the token was issued to the
 // client making the revocation request. If this validation fails, the
-// request is refused").
+// request is refused"), but the answer is the same 200 as for an invalid
+// token: an error here would tell any client that a token it holds is
+// valid and whose it is (an oracle). §2.2 permits it (an "invalid token"
+// includes one the client may not revoke). The refusal is audited.
 
 import (
 	"context"
@@ -81,9 +84,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	if g.ClientID != cl.ClientID {
 		s.opts.Audit.Record(ctx, audit.Event{
 			Type: audit.TypeOAuthTokenRevoked, Outcome: store.OutcomeDeny, Reason: audit.ReasonClientMismatch,
-			UserID: g.UserID, CredentialID: g.ID, Details: map[string]any{"client_id": cl.ClientID, "token_type": kind},
+			UserID: g.UserID, CredentialID: g.ID, Details: map[string]any{"client_id": cl.ClientID, "token_client_id": g.ClientID, "token_type": kind},
 		})
-		httpx.WriteOAuthError(w, http.StatusBadRequest, "unauthorized_client", "the token was not issued to this client")
+		w.WriteHeader(http.StatusOK) // not revoked; the same answer as an invalid token
 		return
 	}
 	gr, ended, err := s.st.RevokeOAuthGrant(ctx, g.ID, s.now(), "client_revoked")

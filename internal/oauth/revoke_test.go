@@ -36,13 +36,22 @@ func TestRevoke(t *testing.T) {
 		t.Errorf("revoke without client: %d", r.status)
 	}
 
-	// Another client's token is refused and left alone.
+	// Another client's token is left alone, with the same answer as an
+	// invalid token (L4: no oracle of which tokens are valid), and the
+	// refusal is audited.
 	tk := s.issue(id)
-	if r := s.post("/revoke", url.Values{"token": {tk.str("refresh_token")}, "client_id": {other}}); r.status != http.StatusBadRequest {
-		t.Errorf("revoking another client's token: %d %v", r.status, r.body)
+	garbage := s.post("/revoke", url.Values{"token": {"mcpgr_garbage"}, "client_id": {other}})
+	for _, tok := range []string{tk.str("refresh_token"), tk.str("access_token")} {
+		r := s.post("/revoke", url.Values{"token": {tok}, "client_id": {other}})
+		if r.status != http.StatusOK || r.status != garbage.status || len(r.body) != len(garbage.body) {
+			t.Errorf("revoking another client's token: %d %v; want the answer to a garbage token, %d %v", r.status, r.body, garbage.status, garbage.body)
+		}
 	}
 	if st := s.mcpStatus(tk.str("access_token")); st != http.StatusOK {
 		t.Fatalf("token revoked by another client's request: /mcp %d", st)
+	}
+	if e := s.rec.mustHave(t, audit.TypeOAuthTokenRevoked, audit.ReasonClientMismatch); e.Outcome != store.OutcomeDeny || e.Details["client_id"] != other {
+		t.Errorf("refusal audited as %+v", e)
 	}
 	// Revoking the access token revokes its grant (and refresh token).
 	if r := s.post("/revoke", url.Values{"token": {tk.str("access_token")}, "token_type_hint": {"access_token"}, "client_id": {id}}); r.status != http.StatusOK {
@@ -56,8 +65,8 @@ func TestRevoke(t *testing.T) {
 	if r := s.post("/revoke", url.Values{"token": {tk.str("refresh_token")}, "client_id": {id}}); r.status != http.StatusOK {
 		t.Errorf("second revocation: %d", r.status)
 	}
-	if n := len(s.rec.of(audit.TypeOAuthTokenRevoked)); n != 2 {
-		t.Errorf("%d token.revoked events, want 2 (one refusal, one revocation)", n)
+	if n := len(s.rec.of(audit.TypeOAuthTokenRevoked)); n != 3 {
+		t.Errorf("%d token.revoked events, want 3 (two refusals, one revocation)", n)
 	}
 }
 
@@ -68,7 +77,7 @@ func introspect(s *stack, token string, basic ...string) tokenResp {
 func TestIntrospect(t *testing.T) {
 	s := newStack(t, storeSQLite(t), stackOptions{})
 	pub := s.publicClient("App")
-	rs, rsSecret := s.confidentialClient("Resource server")
+	rs, rsSecret := s.confidentialClient("Resource server", "payments:read")
 	tk := s.issue(pub)
 
 	// RFC 7662 §2.1: client authentication is required; public clients
@@ -268,11 +277,14 @@ func TestRevokeUserGrants(t *testing.T) {
 		t.Errorf("token after RevokeUserGrants: %d", st)
 	}
 	s.rec.mustHave(t, audit.TypeOAuthGrantRevoked, "password_changed")
-	// Consent stays: the next authorization needs no page.
+	// Consent stays: the next authorization needs no page (at an https
+	// redirect: a loopback one is confirmed each time).
 	_, ch := pkce()
 	b := s.browser()
 	b.login("alice@example.com")
-	if p := s.fetch(b, s.authURL(s.codeRequest(id, ch))); p.status != http.StatusFound {
+	q := s.codeRequest(id, ch)
+	q.Set("redirect_uri", "https://app.example.com/cb")
+	if p := s.fetch(b, s.authURL(q)); p.status != http.StatusFound {
 		t.Errorf("authorization after RevokeUserGrants: %d, want a direct redirect", p.status)
 	}
 	// A disabled user's tokens stop at once too (authn checks the user).

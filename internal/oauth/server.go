@@ -36,6 +36,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/tokens"
@@ -61,6 +62,8 @@ const (
 	DefaultRefreshAbsolute = 90 * 24 * time.Hour // no refresh after this long since the authorization
 	DefaultRefreshGrace    = 30 * time.Second    // a rotated refresh token may be retried this long
 	DefaultGrantCacheTTL   = 2 * time.Second     // GrantActive answers are reused this long (at most)
+	DefaultAuthorizeBurst  = 60                  // authorization requests per client IP at once
+	DefaultAuthorizeEvery  = time.Second         // then one more per second
 	// CleanBatch is how many rows per kind the cleaner deletes per round.
 	CleanBatch = 500
 )
@@ -100,12 +103,25 @@ type ServerOptions struct {
 	RefreshGrace    time.Duration // default 30 s; negative: no grace window
 	GrantCacheTTL   time.Duration // default 2 s, at most 2 s; negative: no cache
 
+	// ServerKey (the --server-key, at least 32 bytes; the same on every
+	// node) derives the AES-256-GCM key that seals a rotated refresh
+	// token's successor for the grace window (refresh.go). nil: a random
+	// key per process: a grace retry is then refused (invalid_grant, the
+	// family lives on) on another node or after a restart.
+	ServerKey []byte
+
 	// LoginPath and ConsentPath are the pages of internal/web (defaults
 	// "/login" and "/oauth/consent").
 	LoginPath, ConsentPath string
 	// ErrorPage renders an HTML error in the site's layout (wire
 	// web.Handler.ErrorPage); nil: a small built-in page.
 	ErrorPage func(w http.ResponseWriter, r *http.Request, status int, title, message string)
+
+	// AuthorizeLimiter limits requests to the authorization endpoint per
+	// client IP: each may create a pending-request row. nil: an in-memory
+	// limiter with a burst of DefaultAuthorizeBurst, then one request per
+	// DefaultAuthorizeEvery (generous: users behind one NAT share it).
+	AuthorizeLimiter ratelimit.Limiter
 
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -153,6 +169,9 @@ func NewServer(opts ServerOptions) *Server {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.AuthorizeLimiter == nil {
+		opts.AuthorizeLimiter = ratelimit.NewMemory(DefaultAuthorizeEvery, DefaultAuthorizeBurst, 100_000)
 	}
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, now: opts.Now}
 	for _, r := range opts.Resources {

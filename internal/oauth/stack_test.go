@@ -42,6 +42,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/mcpserver"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
@@ -120,7 +121,8 @@ func (c *clock) Advance(d time.Duration) {
 type stackOptions struct {
 	accessTTL    time.Duration
 	refreshGrace time.Duration
-	resources    []oauth.Resource // extra resources besides /mcp
+	resources    []oauth.Resource  // extra resources besides /mcp
+	authorizeLim ratelimit.Limiter // nil: the server's default
 }
 
 type stack struct {
@@ -216,7 +218,7 @@ func newStack(t testing.TB, db *sqlstore.DB, so stackOptions) *stack {
 	s.as = oauth.NewServer(oauth.ServerOptions{
 		Store: db, Clients: s.clients, Tokens: s.tokens, Audit: s.rec, Sessions: s.sessions, Users: s.users,
 		Issuer: s.base, Resources: resources, RefreshGrace: so.refreshGrace,
-		ErrorPage: pages.ErrorPage, Now: s.clock.Now, Logger: logger,
+		ErrorPage: pages.ErrorPage, Now: s.clock.Now, Logger: logger, AuthorizeLimiter: so.authorizeLim,
 	})
 	verifier, err := verify.New(verify.Options{Issuer: s.base, Audience: s.mcpURL, Keys: s.tokens.KeySet(), Now: s.clock.Now})
 	must(t, err)
@@ -293,11 +295,13 @@ func (s *stack) publicClient(name string) string {
 }
 
 // confidentialClient registers a confidential operator client (with
-// client_credentials) and returns its client_id and secret.
+// client_credentials, asked for explicitly) and returns its client_id and
+// secret.
 func (s *stack) confidentialClient(name string, scopes ...string) (string, string) {
 	s.t.Helper()
 	cl, secret, err := s.clients.CreateStatic(context.Background(), oauth.StaticClient{
 		Name: name, RedirectURIs: []string{"http://127.0.0.1/callback"}, Confidential: true, Scopes: scopes,
+		GrantTypes: []string{oauth.GrantAuthorizationCode, oauth.GrantRefreshToken, oauth.GrantClientCredentials},
 	})
 	must(s.t, err)
 	return cl.ClientID, secret

@@ -4,6 +4,8 @@ package oauth_test
 // §4.8 PKCE, §4.14 refresh token protection; RFC 6749 §4.1.2, §5.2).
 
 import (
+	"context"
+	"crypto/sha256"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/store"
 )
 
 func wantTokenError(t *testing.T, r tokenResp, status int, code string) {
@@ -187,6 +191,44 @@ func TestTokenClientCredentials(t *testing.T) {
 	s.rec.mustHave(t, audit.TypeOAuthTokenRefused, audit.ReasonUnauthorizedClient)
 }
 
+// H1: a client_credentials client without a registered scope list gets
+// no token at all, never every scope of the resource.
+func TestTokenClientCredentialsNeedsRegisteredScopes(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{})
+	conf, secret := s.confidentialClient("Service without scopes")
+	for _, form := range []url.Values{
+		{"grant_type": {"client_credentials"}},
+		{"grant_type": {"client_credentials"}, "scope": {"payments:read"}},
+	} {
+		r := s.post("/token", form, conf, secret)
+		wantTokenError(t, r, http.StatusBadRequest, "invalid_scope")
+		if d := r.str("error_description"); !strings.Contains(d, "--scopes") {
+			t.Errorf("error_description %q does not say how to register scopes", d)
+		}
+		if r.str("access_token") != "" {
+			t.Fatalf("a token was issued: %v", r.body)
+		}
+	}
+	s.rec.mustHave(t, audit.TypeOAuthTokenRefused, audit.ReasonInvalidScope)
+}
+
+// H1: a confidential client that registered itself (before dynamic
+// registration refused client_credentials) never gets a user-less token.
+func TestTokenClientCredentialsRefusedForRegisteredClients(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{})
+	cl := store.OAuthClient{
+		ID: store.NewID("ocl"), ClientID: store.NewID("client"), Kind: store.ClientKindDCR, Name: "Old registration",
+		GrantTypes: []string{oauth.GrantClientCredentials}, TokenEndpointAuthMethod: oauth.AuthMethodClientSecretBasic,
+		ApplicationType: oauth.AppTypeWeb, Scopes: []string{"payments:read"}, CreatedAt: s.clock.Now(),
+	}
+	secret := "mcpgcs_" + strings.Repeat("x", 43)
+	sum := sha256.Sum256([]byte(secret))
+	cl.SecretHash = sum[:]
+	must(t, s.db.CreateOAuthClient(context.Background(), cl))
+	r := s.post("/token", url.Values{"grant_type": {"client_credentials"}}, cl.ClientID, secret)
+	wantTokenError(t, r, http.StatusBadRequest, "unauthorized_client")
+}
+
 // issue runs a code flow for a public client and returns the tokens.
 func (s *stack) issue(clientID string, mutate ...func(url.Values)) tokenResp {
 	s.t.Helper()
@@ -236,8 +278,8 @@ func TestRefreshGraceWindow(t *testing.T) {
 	t0 := s.issue(id)
 	a := s.refresh(id, t0.str("refresh_token"))
 	s.clock.Advance(10 * time.Second)
-	b := s.refresh(id, t0.str("refresh_token")) // the client lost the first answer and retries
-	if a.status != http.StatusOK || b.status != http.StatusOK || a.str("refresh_token") == b.str("refresh_token") {
+	b := s.refresh(id, t0.str("refresh_token")) // the client lost the first answer and retries: it gets the same successor
+	if a.status != http.StatusOK || b.status != http.StatusOK || a.str("refresh_token") != b.str("refresh_token") {
 		t.Fatalf("refresh %d, retry %d", a.status, b.status)
 	}
 	for _, r := range []tokenResp{a, b} {

@@ -145,6 +145,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		Resources:   []oauth.Resource{{URL: cfg.MCPURL(), Name: "the MCP server at " + strings.TrimPrefix(strings.TrimPrefix(issuer, "https://"), "http://"), Scopes: reg.AllScopes()}},
 		RefreshIdle: cfg.RefreshIdle, RefreshAbsolute: cfg.RefreshLifetime, RefreshGrace: refreshGrace(cfg.RefreshGrace),
 		ErrorPage: pages.ErrorPage, Logger: s.log,
+		// Seals the one successor a grace-window retry gets back.
+		ServerKey: s.core.ServerKey,
 	})
 	verifier, err := verify.New(verify.Options{Issuer: issuer, Audience: cfg.MCPURL(), Keys: iss.KeySet()})
 	if err != nil {

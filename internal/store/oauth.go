@@ -84,27 +84,44 @@ func (g OAuthGrant) Active(now time.Time) bool {
 
 // OAuthRefreshToken is one refresh token of a grant's family. Only its
 // SHA-256 is kept. A token is used once: rotation marks it (RotatedAt) and
-// adds its successor.
+// adds its one successor (SuccessorID).
 type OAuthRefreshToken struct {
-	ID        string // "ort_…"
-	GrantID   string
-	Hash      []byte // SHA-256 of the token, 32 bytes, unique
-	CreatedAt time.Time
-	ExpiresAt time.Time // idle expiry, never after the grant's ExpiresAt
-	RotatedAt time.Time // zero: not used yet
+	ID          string // "ort_…"
+	GrantID     string
+	Hash        []byte // SHA-256 of the token, 32 bytes, unique
+	CreatedAt   time.Time
+	ExpiresAt   time.Time // idle expiry, never after the grant's ExpiresAt
+	RotatedAt   time.Time // zero: not used yet
+	SuccessorID string    // the token its rotation created; "" while unused
+
+	// Sealed is the token's own secret encrypted by the caller (the
+	// store never sees a refresh token in clear, and cannot open this).
+	// It is only set on the next argument of RotateRefreshToken and on
+	// OAuthRefreshResult.Next of a RefreshGraceRetry: the store keeps it
+	// on the rotated parent's row for the grace window, so that a retry
+	// gets the same successor back, and wipes it after. Elsewhere nil.
+	Sealed []byte
 }
+
+// MaxSealedRefreshBytes bounds OAuthRefreshToken.Sealed.
+const MaxSealedRefreshBytes = 1024
 
 // Outcomes of RotateRefreshToken.
 const (
 	// RefreshRotated: the token was live; it is now used and Next is its successor.
 	RefreshRotated = "rotated"
-	// RefreshGraceRetry: the token had been rotated less than the grace
-	// window ago (a client retrying a refresh whose answer it lost, or two
-	// concurrent refreshes); Next is one more successor.
+	// RefreshGraceRetry: the token had been rotated at most the grace
+	// window ago and its successor is still unused (a client retrying a
+	// refresh whose answer it lost, or concurrent refreshes): nothing is
+	// stored, Next is the successor the rotation created — the same one
+	// for every retry, with the Sealed secret that rotation was given.
+	// A rotated token never has more than one successor.
 	RefreshGraceRetry = "grace_retry"
 	// RefreshReplayed: the token had been rotated longer ago than the
-	// grace window: someone replays an old token. The whole grant was
-	// revoked in the same transaction (RFC 9700 §4.14.2).
+	// grace window, or its successor has been used since, or the rotation
+	// kept no sealed successor (grace 0): someone replays an old token.
+	// The whole grant was revoked in the same transaction (RFC 9700
+	// §4.14.2).
 	RefreshReplayed = "replayed"
 	// RefreshExpired: the token passed its idle expiry.
 	RefreshExpired = "expired"
@@ -119,14 +136,15 @@ type OAuthRefreshResult struct {
 	Outcome string            // Refresh*
 	Token   OAuthRefreshToken // the presented token, as it was before the call
 	Grant   OAuthGrant        // its grant, as stored after the call
-	Next    OAuthRefreshToken // the successor (RefreshRotated, RefreshGraceRetry only), as stored
+	Next    OAuthRefreshToken // the successor (RefreshRotated, RefreshGraceRetry only), as stored; with Sealed on RefreshGraceRetry
 	Consent OAuthConsent      // the grant's consent when it has one (for last-use bookkeeping)
 }
 
 // OAuthStore persists the authorization server's state: pending
 // authorization requests, consents, grants (with their authorization
 // code) and refresh tokens. Secrets (codes, refresh tokens) are stored as
-// SHA-256 only. Grants, consents and pending requests belong to a client
+// SHA-256 only (plus, for the refresh grace window, a rotated token's
+// successor encrypted by the caller, see RotateRefreshToken). Grants, consents and pending requests belong to a client
 // (oauth_clients) and, except for client credentials grants, a user:
 // deleting either deletes them.
 type OAuthStore interface {
@@ -192,12 +210,18 @@ type OAuthStore interface {
 	// ErrNotFound.
 	GetOAuthRefreshToken(ctx context.Context, hash []byte) (OAuthRefreshToken, OAuthGrant, error)
 	// RotateRefreshToken uses the refresh token with this hash at `at`, in
-	// one transaction (concurrent rotations of one token are serialised):
-	// see the Refresh* outcomes. When the outcome is RefreshRotated or
-	// RefreshGraceRetry, next (GrantID ignored, ExpiresAt capped at the
-	// grant's) is stored as the successor and the grant's and consent's
-	// last use move to `at`; on RefreshReplayed the grant is revoked
-	// (reason "refresh_replayed"). ErrNotFound for an unknown token.
+	// one transaction (concurrent rotations of one token are serialised:
+	// exactly one of them rotates): see the Refresh* outcomes. On
+	// RefreshRotated, next (GrantID ignored, ExpiresAt capped at the
+	// grant's) is stored as the token's only successor and, when grace >
+	// 0, next.Sealed is kept on the rotated token until at+grace (wiped
+	// earlier when the successor rotates; DeleteExpiredOAuth wipes it
+	// after); the sealed secrets of the family's older tokens are wiped.
+	// On RefreshGraceRetry next is ignored and Next is that successor. On
+	// both, the grant's and consent's last use move to `at`. On
+	// RefreshReplayed the grant is revoked (reason "refresh_replayed")
+	// and the family's sealed secrets are wiped. ErrNotFound for an
+	// unknown token.
 	RotateRefreshToken(ctx context.Context, hash []byte, next OAuthRefreshToken, at time.Time, grace time.Duration) (OAuthRefreshResult, error)
 	// TouchOAuthGrant moves the last use of a grant and its consent
 	// forward to at (never backwards). Unknown ids are ignored.
@@ -207,7 +231,9 @@ type OAuthStore interface {
 	// requests that expired before now; grants whose code expired before
 	// now without being redeemed; grants that ended (absolute expiry or
 	// revocation) before cutoff, with their refresh tokens; and refresh
-	// tokens whose idle expiry is before cutoff. It returns how many rows
-	// it deleted. Safe on several nodes at once.
+	// tokens whose idle expiry is before cutoff. It also wipes (at most
+	// limit) sealed successor secrets whose grace window ended before now.
+	// It returns how many rows it deleted or wiped. Safe on several nodes
+	// at once.
 	DeleteExpiredOAuth(ctx context.Context, now, cutoff time.Time, limit int) (int, error)
 }

@@ -9,7 +9,11 @@ package web
 // Metadata Document client), where the browser goes next, the MCP server
 // (resource) and each new scope in plain words, with Allow and Deny.
 // Scopes the user allowed before are listed as such and not asked again;
-// when nothing is new, the request is approved without a question.
+// when nothing is new, the request is approved without a question —
+// except for a public client returning to a loopback address or a
+// private-use scheme (OAuth.ConfirmEachTime, RFC 8252 §8.6): any local
+// program could have started that request, so the page is shown with
+// everything marked as already allowed, and one click continues.
 //
 // Protection: the page is served through the same wrapper as every page
 // (secure): cross-origin POSTs are refused by
@@ -36,6 +40,9 @@ type OAuth interface {
 	PendingFor(ctx context.Context, id string, u store.User) (oauth.PendingView, error)
 	Approve(ctx context.Context, id string, u store.User) (string, error)
 	Deny(ctx context.Context, id string, u store.User) (string, error)
+	// ConfirmEachTime: the user must confirm an authorization of the
+	// client at redirectURI even when consent given before covers it.
+	ConfirmEachTime(ctx context.Context, clientID, redirectURI string) (bool, error)
 	ListGrants(ctx context.Context, userID string) ([]oauth.GrantView, error)
 	RevokeGrant(ctx context.Context, userID, grantID string) error
 }
@@ -87,6 +94,14 @@ func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *call
 	if err != nil {
 		p.pendingError(w, r, c, err)
 		return
+	}
+	if !v.NeedsConsent {
+		confirm, err := p.o.ConfirmEachTime(r.Context(), v.ClientID, v.RedirectURI)
+		if err != nil {
+			p.h.unavailable(w, r, c, err)
+			return
+		}
+		v.NeedsConsent = confirm
 	}
 	if !v.NeedsConsent {
 		loc, err := p.o.Approve(r.Context(), id, c.user)

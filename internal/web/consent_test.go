@@ -25,6 +25,13 @@ type fakeOAuth struct {
 	expired   map[string]bool
 	decisions []string // "allow r1 usr_…", "deny r2 usr_…"
 	apps      map[string][]oauth.GrantView
+	confirm   map[string]bool // client_id + " " + redirect URI: ConfirmEachTime answers true
+}
+
+func (f *fakeOAuth) ConfirmEachTime(_ context.Context, clientID, redirectURI string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.confirm[clientID+" "+redirectURI], nil
 }
 
 func (f *fakeOAuth) PendingFor(_ context.Context, id string, u store.User) (oauth.PendingView, error) {
@@ -91,7 +98,7 @@ func (f *fakeOAuth) taken() []string {
 // oauthStack is the web stack with the OAuth pages mounted over fake.
 func oauthStack(t *testing.T) (*stack, *fakeOAuth) {
 	s := newStack(t)
-	f := &fakeOAuth{pending: map[string]oauth.PendingView{}, expired: map[string]bool{}, apps: map[string][]oauth.GrantView{}}
+	f := &fakeOAuth{pending: map[string]oauth.PendingView{}, expired: map[string]bool{}, apps: map[string][]oauth.GrantView{}, confirm: map[string]bool{}}
 	mux := http.NewServeMux()
 	s.web.Routes(mux)
 	s.web.OAuthRoutes(mux, f)
@@ -217,6 +224,31 @@ func TestConsentAlreadyGiven(t *testing.T) {
 	if got := f.taken(); len(got) != 1 || !strings.HasPrefix(got[0], "allow areq_k") {
 		t.Errorf("decisions %v", got)
 	}
+}
+
+// M3 (RFC 8252 §8.6): a public client at a loopback or private-use
+// redirect is never approved without a click, even when every scope was
+// allowed before: the page shows them as already allowed.
+func TestConsentAlreadyGivenStillAsksNativePublicClients(t *testing.T) {
+	s, f := oauthStack(t)
+	c := s.loggedIn("alice@example.com")
+	v := pendingView("areq_n", store.ClientKindDCR, "http://127.0.0.1:4711/callback")
+	v.NeedsConsent, v.NewScopes = false, nil
+	f.pending["areq_n"] = v
+	f.confirm[v.ClientID+" "+v.RedirectURI] = true
+	r := c.get("/oauth/consent?request=areq_n")
+	wantStatus(t, r, http.StatusOK)
+	if r.Header.Get("Refresh") != "" {
+		t.Errorf("Refresh %q: the page continued to the client without a click", r.Header.Get("Refresh"))
+	}
+	wantBody(t, r, "Already allowed", "Read your payments data", `name="request" value="areq_n"`, `value="allow"`, `value="deny"`)
+	wantNoBody(t, r, "It asks to", "the-code")
+	if got := f.taken(); len(got) != 0 {
+		t.Fatalf("approved without a click: %v", got)
+	}
+	// One click continues.
+	r = c.post("/oauth/consent", url.Values{"request": {"areq_n"}, "decision": {"allow"}})
+	wantRedirect(t, r, "http://127.0.0.1:4711/callback?code=the-code&state=s&iss=x")
 }
 
 func TestConnectedAppsPage(t *testing.T) {

@@ -30,6 +30,7 @@ var oauthTests = []struct {
 	{"OAuthRefreshRotation", testOAuthRefreshRotation},
 	{"OAuthRefreshExpiry", testOAuthRefreshExpiry},
 	{"OAuthRefreshRotateConcurrent", testOAuthRefreshRotateConcurrent},
+	{"OAuthRefreshGraceSingleSuccessor", testOAuthRefreshGraceSingleSuccessor},
 	{"OAuthTouchGrant", testOAuthTouchGrant},
 	{"OAuthClientDeleteCascades", testOAuthClientDeleteCascades},
 	{"OAuthDeleteExpired", testOAuthDeleteExpired},
@@ -563,6 +564,7 @@ func testOAuthRefreshRotation(t *testing.T, s store.Store) {
 
 	grace := 30 * time.Second
 	second := newRefresh(at(time.Minute), 7*24*time.Hour)
+	second.Sealed = []byte("sealed-second")
 	res, err := s.RotateRefreshToken(ctx, first.Hash, second, at(time.Minute), grace)
 	if err != nil {
 		t.Fatalf("RotateRefreshToken: %v", err)
@@ -577,20 +579,36 @@ func testOAuthRefreshRotation(t *testing.T, s store.Store) {
 		t.Errorf("rotated token RotatedAt = %v", tok.RotatedAt)
 	}
 
-	// A retry of the first token within the grace window gets a sibling.
+	// A retry of the first token within the grace window gets the same
+	// successor back (with the sealed secret of the rotation), not a
+	// sibling: the next argument is ignored.
+	if len(res.Next.Sealed) != 0 {
+		t.Errorf("rotation returned a sealed secret %x; only grace retries do", res.Next.Sealed)
+	}
+	if tok, _, _ := s.GetOAuthRefreshToken(ctx, first.Hash); tok.SuccessorID != second.ID {
+		t.Errorf("rotated token SuccessorID = %q, want %q", tok.SuccessorID, second.ID)
+	}
 	sibling := newRefresh(at(time.Minute+10*time.Second), 7*24*time.Hour)
 	res, err = s.RotateRefreshToken(ctx, first.Hash, sibling, at(time.Minute+10*time.Second), grace)
-	if err != nil || res.Outcome != store.RefreshGraceRetry || res.Next.ID != sibling.ID {
-		t.Fatalf("retry within grace = %s next %s, %v; want grace_retry", res.Outcome, res.Next.ID, err)
+	if err != nil || res.Outcome != store.RefreshGraceRetry || res.Next.ID != second.ID || !slices.Equal(res.Next.Hash, second.Hash) {
+		t.Fatalf("retry within grace = %s next %s, %v; want grace_retry with %s", res.Outcome, res.Next.ID, err, second.ID)
 	}
-	// Both successors are live.
-	for _, tok := range []store.OAuthRefreshToken{second, sibling} {
-		if got, _, err := s.GetOAuthRefreshToken(ctx, tok.Hash); err != nil || !got.RotatedAt.IsZero() {
-			t.Errorf("successor %s: rotated %v err %v; want live", tok.ID, got.RotatedAt, err)
-		}
+	if !slices.Equal(res.Next.Sealed, second.Sealed) || res.Next.GrantID != g.ID || !res.Next.RotatedAt.IsZero() {
+		t.Errorf("grace retry Next = %+v; want the stored successor with its sealed secret %x", res.Next, second.Sealed)
+	}
+	if !res.Grant.LastUsedAt.Equal(ms(at(time.Minute + 10*time.Second))) {
+		t.Errorf("grace retry: grant last used %v", res.Grant.LastUsedAt)
+	}
+	if _, _, err := s.GetOAuthRefreshToken(ctx, sibling.Hash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a grace retry stored a sibling successor: %v", err)
+	}
+	// At the very end of the window it is still a retry.
+	if res, err := s.RotateRefreshToken(ctx, first.Hash, newRefresh(at(0), time.Hour), at(time.Minute+grace), grace); err != nil || res.Outcome != store.RefreshGraceRetry || res.Next.ID != second.ID {
+		t.Fatalf("retry at the end of the window = %s next %s, %v", res.Outcome, res.Next.ID, err)
 	}
 	// The second token rotates normally.
 	third := newRefresh(at(2*time.Minute), 7*24*time.Hour)
+	third.Sealed = []byte("sealed-third")
 	if res, err := s.RotateRefreshToken(ctx, second.Hash, third, at(2*time.Minute), grace); err != nil || res.Outcome != store.RefreshRotated {
 		t.Fatalf("rotating the second token = %s, %v", res.Outcome, err)
 	}
@@ -606,9 +624,9 @@ func testOAuthRefreshRotation(t *testing.T, s store.Store) {
 	if _, _, err := s.GetOAuthRefreshToken(ctx, late.Hash); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("successor of a replayed token was stored: %v", err)
 	}
-	// Every token of the family is dead now.
-	for _, tok := range []store.OAuthRefreshToken{third, sibling} {
-		res, err := s.RotateRefreshToken(ctx, tok.Hash, newRefresh(at(6*time.Minute), time.Hour), at(6*time.Minute), grace)
+	// Every token of the family is dead now, retries within grace too.
+	for _, tok := range []store.OAuthRefreshToken{third, second} {
+		res, err := s.RotateRefreshToken(ctx, tok.Hash, newRefresh(at(2*time.Minute+time.Second), time.Hour), at(2*time.Minute+time.Second), grace)
 		if err != nil || res.Outcome != store.RefreshGrantRevoked {
 			t.Errorf("rotating %s after the family was revoked = %s, %v; want grant_revoked", tok.ID, res.Outcome, err)
 		}
@@ -620,11 +638,136 @@ func testOAuthRefreshRotation(t *testing.T, s store.Store) {
 	if _, err := s.CreateOAuthRefreshToken(ctx, a); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := s.RotateRefreshToken(ctx, a.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), 0); err != nil || res.Outcome != store.RefreshRotated {
+	sealedA := newRefresh(at(time.Second), time.Hour)
+	sealedA.Sealed = []byte("not kept without a grace window")
+	if res, err := s.RotateRefreshToken(ctx, a.Hash, sealedA, at(time.Second), 0); err != nil || res.Outcome != store.RefreshRotated {
 		t.Fatalf("rotation = %s, %v", res.Outcome, err)
 	}
 	if res, err := s.RotateRefreshToken(ctx, a.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), 0); err != nil || res.Outcome != store.RefreshReplayed {
 		t.Errorf("immediate second use without grace = %s, %v; want replayed", res.Outcome, err)
+	}
+	// A rotation without a sealed successor cannot be retried: replay.
+	g3 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	b := newRefresh(at(0), time.Hour)
+	b.GrantID = g3.ID
+	if _, err := s.CreateOAuthRefreshToken(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := s.RotateRefreshToken(ctx, b.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), grace); err != nil || res.Outcome != store.RefreshRotated {
+		t.Fatalf("rotation = %s, %v", res.Outcome, err)
+	}
+	if res, err := s.RotateRefreshToken(ctx, b.Hash, newRefresh(at(2*time.Second), time.Hour), at(2*time.Second), grace); err != nil || res.Outcome != store.RefreshReplayed {
+		t.Errorf("retry of a rotation without a sealed successor = %s, %v; want replayed", res.Outcome, err)
+	}
+	// A sealed secret is bounded.
+	g4 := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	c := newRefresh(at(0), time.Hour)
+	c.GrantID = g4.ID
+	if _, err := s.CreateOAuthRefreshToken(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	huge := newRefresh(at(time.Second), time.Hour)
+	huge.Sealed = make([]byte, store.MaxSealedRefreshBytes+1)
+	if _, err := s.RotateRefreshToken(ctx, c.Hash, huge, at(time.Second), grace); err == nil {
+		t.Error("RotateRefreshToken with an oversized sealed secret succeeded")
+	}
+	if tok, _, err := s.GetOAuthRefreshToken(ctx, c.Hash); err != nil || !tok.RotatedAt.IsZero() {
+		t.Errorf("a refused rotation used the token: %v %v", tok.RotatedAt, err)
+	}
+}
+
+// testOAuthRefreshGraceSingleSuccessor: the attack of RFC 9700 §4.14.2
+// against a grace window. A stolen token retried within the window gets
+// the one successor the legitimate rotation produced, however often; once
+// that successor is used, or the window is over, the stolen token is a
+// replay that revokes the family.
+func testOAuthRefreshGraceSingleSuccessor(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "single-successor@example.com")
+	grace := 30 * time.Second
+
+	start := func() (store.OAuthGrant, store.OAuthRefreshToken) {
+		t.Helper()
+		g := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+		tok := newRefresh(at(0), 7*24*time.Hour)
+		tok.GrantID = g.ID
+		if _, err := s.CreateOAuthRefreshToken(ctx, tok); err != nil {
+			t.Fatal(err)
+		}
+		return g, tok
+	}
+	rotate := func(tok store.OAuthRefreshToken, when time.Duration) (store.OAuthRefreshResult, store.OAuthRefreshToken) {
+		t.Helper()
+		next := newRefresh(at(when), 7*24*time.Hour)
+		next.Sealed = []byte("sealed " + next.ID)
+		res, err := s.RotateRefreshToken(ctx, tok.Hash, next, at(when), grace)
+		if err != nil {
+			t.Fatalf("RotateRefreshToken at %v: %v", when, err)
+		}
+		return res, next
+	}
+
+	// Five retries of the stolen parent within the window: one successor.
+	g, parent := start()
+	res, legit := rotate(parent, time.Minute)
+	if res.Outcome != store.RefreshRotated {
+		t.Fatalf("legitimate rotation = %s", res.Outcome)
+	}
+	for i := range 5 {
+		res, offered := rotate(parent, time.Minute+time.Duration(i+1)*time.Second)
+		if res.Outcome != store.RefreshGraceRetry || res.Next.ID != legit.ID || !slices.Equal(res.Next.Sealed, legit.Sealed) {
+			t.Fatalf("stolen retry %d = %s next %s; want grace_retry with %s", i, res.Outcome, res.Next.ID, legit.ID)
+		}
+		if _, _, err := s.GetOAuthRefreshToken(ctx, offered.Hash); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("stolen retry %d stored a sibling: %v", i, err)
+		}
+	}
+	// The successor is used: the parent's sealed secret is gone, so even
+	// within its window the parent is now a replay.
+	if res, _ := rotate(legit, time.Minute+10*time.Second); res.Outcome != store.RefreshRotated {
+		t.Fatalf("rotating the successor = %s", res.Outcome)
+	}
+	if res, _ := rotate(parent, time.Minute+11*time.Second); res.Outcome != store.RefreshReplayed {
+		t.Errorf("parent retried after its successor was used = %s; want replayed", res.Outcome)
+	}
+	if gr := getGrant(t, s, g.ID); gr.RevokedAt.IsZero() || gr.RevokeReason != "refresh_replayed" {
+		t.Errorf("grant after the replay: revoked %v reason %q", gr.RevokedAt, gr.RevokeReason)
+	}
+
+	// After the window the parent is a replay.
+	g, parent = start()
+	if res, _ := rotate(parent, time.Minute); res.Outcome != store.RefreshRotated {
+		t.Fatal(res.Outcome)
+	}
+	if res, _ := rotate(parent, time.Minute+grace+time.Millisecond); res.Outcome != store.RefreshReplayed {
+		t.Errorf("parent after the window = %s; want replayed", res.Outcome)
+	}
+	if gr := getGrant(t, s, g.ID); gr.RevokedAt.IsZero() {
+		t.Error("a replay after the window did not revoke the grant")
+	}
+
+	// The cleaner wipes sealed secrets past their window (and only those):
+	// a retry can no longer be answered, so it is a replay.
+	g, parent = start()
+	if res, _ := rotate(parent, time.Minute); res.Outcome != store.RefreshRotated {
+		t.Fatal(res.Outcome)
+	}
+	_, other := start()
+	if res, _ := rotate(other, 2*time.Minute); res.Outcome != store.RefreshRotated {
+		t.Fatal(res.Outcome)
+	}
+	n, err := s.DeleteExpiredOAuth(ctx, at(time.Minute+grace+time.Second), at(0), 100)
+	if err != nil || n != 1 {
+		t.Fatalf("DeleteExpiredOAuth = %d, %v; want 1 (one sealed successor wiped)", n, err)
+	}
+	if res, _ := rotate(other, 2*time.Minute+time.Second); res.Outcome != store.RefreshGraceRetry {
+		t.Errorf("retry whose sealed successor is within its window = %s; want grace_retry (the cleaner wiped too much)", res.Outcome)
+	}
+	if res, _ := rotate(parent, time.Minute+time.Second); res.Outcome != store.RefreshReplayed {
+		t.Errorf("retry whose sealed successor was wiped = %s; want replayed", res.Outcome)
+	}
+	if gr := getGrant(t, s, g.ID); gr.RevokedAt.IsZero() {
+		t.Error("the replay did not revoke the grant")
 	}
 }
 
@@ -671,6 +814,11 @@ func testOAuthRefreshExpiry(t *testing.T, s store.Store) {
 	}
 }
 
+// testOAuthRefreshRotateConcurrent: 20 concurrent rotations of one token
+// (with and without a grace window): exactly one rotation and at most one
+// live successor. With a window every other caller gets that successor;
+// without one (where SQLite must serialise through BEGIN IMMEDIATE) the
+// first replay revokes the family.
 func testOAuthRefreshRotateConcurrent(t *testing.T, s store.Store) {
 	for _, grace := range []time.Duration{0, time.Minute} {
 		t.Run(fmt.Sprintf("grace=%v", grace), func(t *testing.T) {
@@ -681,42 +829,82 @@ func testOAuthRefreshRotateConcurrent(t *testing.T, s store.Store) {
 			if _, err := s.CreateOAuthRefreshToken(t.Context(), tok); err != nil {
 				t.Fatal(err)
 			}
-			const n = 8
+			const n = 20
 			var (
 				wg       sync.WaitGroup
 				mu       sync.Mutex
 				outcomes = map[string]int{}
+				offered  []store.OAuthRefreshToken
+				results  []store.OAuthRefreshResult
 				failures []error
+				startGun = make(chan struct{})
 			)
 			for range n {
 				wg.Go(func() {
-					res, err := s.RotateRefreshToken(t.Context(), tok.Hash, newRefresh(at(time.Second), time.Hour), at(time.Second), grace)
+					next := newRefresh(at(time.Second), time.Hour)
+					next.Sealed = []byte("sealed " + next.ID)
+					<-startGun
+					res, err := s.RotateRefreshToken(t.Context(), tok.Hash, next, at(time.Second), grace)
 					mu.Lock()
 					defer mu.Unlock()
+					offered = append(offered, next)
 					if err != nil {
 						failures = append(failures, err)
 						return
 					}
 					outcomes[res.Outcome]++
+					results = append(results, res)
 				})
 			}
+			close(startGun)
 			wg.Wait()
 			if len(failures) > 0 {
-				t.Fatalf("concurrent rotations failed: %v", failures)
+				t.Fatalf("concurrent rotations failed (are SQLite transactions BEGIN IMMEDIATE?): %v", failures)
 			}
 			if outcomes[store.RefreshRotated] != 1 {
 				t.Errorf("outcomes %v: want exactly one rotation", outcomes)
 			}
-			rest := store.RefreshGraceRetry
+			// Exactly one of the offered successors was stored.
+			stored := 0
+			for _, o := range offered {
+				if _, _, err := s.GetOAuthRefreshToken(t.Context(), o.Hash); err == nil {
+					stored++
+				} else if !errors.Is(err, store.ErrNotFound) {
+					t.Fatal(err)
+				}
+			}
+			if stored != 1 {
+				t.Errorf("%d successors stored, want exactly 1", stored)
+			}
 			if grace == 0 {
 				// The first replay revokes the grant; the ones after it find it revoked.
 				if outcomes[store.RefreshReplayed] != 1 || outcomes[store.RefreshGrantRevoked] != n-2 {
 					t.Errorf("outcomes %v: want one replay and %d grant_revoked", outcomes, n-2)
 				}
+				if gr := getGrant(t, s, g.ID); gr.RevokedAt.IsZero() {
+					t.Error("grant not revoked")
+				}
 				return
 			}
-			if outcomes[rest] != n-1 {
+			if outcomes[store.RefreshGraceRetry] != n-1 {
 				t.Errorf("outcomes %v: want %d grace retries", outcomes, n-1)
+			}
+			var successor store.OAuthRefreshToken
+			for _, r := range results {
+				if r.Outcome == store.RefreshRotated {
+					successor = r.Next
+				}
+			}
+			for _, r := range results {
+				if r.Next.ID != successor.ID || !slices.Equal(r.Next.Hash, successor.Hash) {
+					t.Errorf("%s got successor %s, want the single successor %s", r.Outcome, r.Next.ID, successor.ID)
+				}
+				if r.Outcome == store.RefreshGraceRetry && !slices.Equal(r.Next.Sealed, []byte("sealed "+successor.ID)) {
+					t.Errorf("grace retry got sealed %q, want the rotation's", r.Next.Sealed)
+				}
+			}
+			if gr := getGrant(t, s, g.ID); !gr.RevokedAt.IsZero() {
+				t.Error("concurrent refreshes within the grace window revoked the grant")
 			}
 		})
 	}

@@ -513,17 +513,19 @@ func (d *DB) TouchOAuthGrant(ctx context.Context, id string, at time.Time) error
 
 // ---- refresh tokens ----
 
-const oauthRefreshColumns = `id, grant_id, hash, created_at, expires_at, rotated_at`
+const oauthRefreshColumns = `id, grant_id, hash, created_at, expires_at, rotated_at, successor_id`
 
-func scanOAuthRefresh(r rowScanner) (store.OAuthRefreshToken, error) {
+func scanOAuthRefresh(r rowScanner, extra ...any) (store.OAuthRefreshToken, error) {
 	var (
-		t  store.OAuthRefreshToken
-		ts [3]sql.NullInt64
+		t         store.OAuthRefreshToken
+		ts        [3]sql.NullInt64
+		successor sql.NullString
 	)
-	if err := r.Scan(&t.ID, &t.GrantID, &t.Hash, &ts[0], &ts[1], &ts[2]); err != nil {
+	if err := r.Scan(append([]any{&t.ID, &t.GrantID, &t.Hash, &ts[0], &ts[1], &ts[2], &successor}, extra...)...); err != nil {
 		return store.OAuthRefreshToken{}, err
 	}
 	t.CreatedAt, t.ExpiresAt, t.RotatedAt = fromMillis(ts[0]), fromMillis(ts[1]), fromMillis(ts[2])
+	t.SuccessorID = successor.String
 	return t, nil
 }
 
@@ -550,13 +552,22 @@ func insertRefresh(ctx context.Context, tx *sql.Tx, g store.OAuthGrant, t store.
 	if t.ExpiresAt.After(g.ExpiresAt) {
 		t.ExpiresAt = g.ExpiresAt
 	}
-	t.RotatedAt = time.Time{}
-	_, err := tx.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+oauthRefreshColumns+`) VALUES ($1, $2, $3, $4, $5, NULL)`,
+	t.RotatedAt, t.SuccessorID, t.Sealed = time.Time{}, "", nil
+	_, err := tx.ExecContext(ctx, `INSERT INTO oauth_refresh_tokens (`+oauthRefreshColumns+`) VALUES ($1, $2, $3, $4, $5, NULL, NULL)`,
 		t.ID, t.GrantID, t.Hash, millis(t.CreatedAt), millis(t.ExpiresAt))
 	if err != nil {
 		return store.OAuthRefreshToken{}, fmt.Errorf("create refresh token: %w", mapErr(err))
 	}
 	return t, nil
+}
+
+// wipeSealedSuccessors forgets the sealed successor secrets of a grant's
+// refresh tokens (except the token keep), so that their grace retries
+// are replays from now on.
+func wipeSealedSuccessors(ctx context.Context, tx *sql.Tx, grantID, keep string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET successor_sealed = NULL, successor_sealed_until = NULL
+		WHERE grant_id = $1 AND id <> $2 AND successor_sealed IS NOT NULL`, grantID, keep)
+	return err
 }
 
 // lockGrant reads and locks a grant inside a transaction.
@@ -606,10 +617,16 @@ func (d *DB) GetOAuthRefreshToken(ctx context.Context, hash []byte) (store.OAuth
 
 // RotateRefreshToken uses a refresh token once (see store.OAuthStore).
 // Locks are taken grant first, then token, like every other writer of
-// these tables, so concurrent callers cannot deadlock.
+// these tables, so concurrent callers cannot deadlock; on SQLite the
+// transaction is BEGIN IMMEDIATE (Open forces _txlock=immediate), which
+// serialises it with every other writer. Either way, of concurrent
+// rotations of one token exactly one finds it unused.
 func (d *DB) RotateRefreshToken(ctx context.Context, hash []byte, next store.OAuthRefreshToken, at time.Time, grace time.Duration) (store.OAuthRefreshResult, error) {
 	if len(hash) != sha256.Size {
 		return store.OAuthRefreshResult{}, fmt.Errorf("rotate refresh token: %w", store.ErrNotFound)
+	}
+	if len(next.Sealed) > store.MaxSealedRefreshBytes {
+		return store.OAuthRefreshResult{}, fmt.Errorf("store: sealed refresh token is %d bytes, at most %d", len(next.Sealed), store.MaxSealedRefreshBytes)
 	}
 	if at.IsZero() {
 		at = time.Now()
@@ -627,17 +644,34 @@ func (d *DB) RotateRefreshToken(ctx context.Context, hash []byte, next store.OAu
 		if err != nil {
 			return fmt.Errorf("rotate refresh token: %w", mapErr(err))
 		}
-		tok, err := scanOAuthRefresh(tx.QueryRowContext(ctx, `SELECT `+oauthRefreshColumns+` FROM oauth_refresh_tokens
-			WHERE hash = $1`+d.lockClause("FOR UPDATE"), hash))
+		var sealed []byte
+		tok, err := scanOAuthRefresh(tx.QueryRowContext(ctx, `SELECT `+oauthRefreshColumns+`, successor_sealed FROM oauth_refresh_tokens
+			WHERE hash = $1`+d.lockClause("FOR UPDATE"), hash), &sealed)
 		if err != nil {
 			return fmt.Errorf("rotate refresh token: %w", mapErr(err))
 		}
 		res.Token, res.Grant = tok, g
+		// A used token may be retried within the grace window, as long as
+		// the rotation kept its successor's sealed secret (grace > 0) and
+		// that successor is unused (using it wipes the secret).
+		var successor store.OAuthRefreshToken
+		retry := false
+		if !tok.RotatedAt.IsZero() && grace > 0 && at.Sub(tok.RotatedAt) <= grace && len(sealed) > 0 && tok.SuccessorID != "" {
+			successor, err = scanOAuthRefresh(tx.QueryRowContext(ctx, `SELECT `+oauthRefreshColumns+` FROM oauth_refresh_tokens
+				WHERE id = $1 AND grant_id = $2`, tok.SuccessorID, g.ID))
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return fmt.Errorf("rotate refresh token: successor: %w", err)
+			default:
+				retry = successor.RotatedAt.IsZero()
+			}
+		}
 		switch {
 		case !g.RevokedAt.IsZero():
 			res.Outcome = store.RefreshGrantRevoked
 			return nil
-		case !tok.RotatedAt.IsZero() && (grace <= 0 || at.Sub(tok.RotatedAt) > grace):
+		case !tok.RotatedAt.IsZero() && !retry:
 			// RFC 9700 §4.14.2: a rotated token used again means two
 			// parties hold it; revoke the whole family.
 			res.Outcome = store.RefreshReplayed
@@ -645,6 +679,9 @@ func (d *DB) RotateRefreshToken(ctx context.Context, hash []byte, next store.OAu
 				WHERE id = $1 RETURNING `+oauthGrantColumns, g.ID, atMS, "refresh_replayed"))
 			if err != nil {
 				return fmt.Errorf("rotate refresh token: revoke grant: %w", err)
+			}
+			if err := wipeSealedSuccessors(ctx, tx, g.ID, ""); err != nil {
+				return fmt.Errorf("rotate refresh token: %w", err)
 			}
 			return nil
 		case !at.Before(g.ExpiresAt):
@@ -654,17 +691,34 @@ func (d *DB) RotateRefreshToken(ctx context.Context, hash []byte, next store.OAu
 			res.Outcome = store.RefreshExpired
 			return nil
 		}
-		res.Outcome = store.RefreshRotated
-		if !tok.RotatedAt.IsZero() {
+		if retry {
+			// The same successor again: a retry never adds a token.
 			res.Outcome = store.RefreshGraceRetry
-		} else if _, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens SET rotated_at = $2 WHERE id = $1`, tok.ID, atMS); err != nil {
-			return fmt.Errorf("rotate refresh token: %w", err)
-		}
-		if next.CreatedAt.IsZero() {
-			next.CreatedAt = at
-		}
-		if res.Next, err = insertRefresh(ctx, tx, g, next); err != nil {
-			return err
+			successor.Sealed = sealed
+			res.Next = successor
+		} else {
+			res.Outcome = store.RefreshRotated
+			if next.CreatedAt.IsZero() {
+				next.CreatedAt = at
+			}
+			if res.Next, err = insertRefresh(ctx, tx, g, next); err != nil {
+				return err
+			}
+			var keep []byte
+			var until sql.NullInt64
+			if grace > 0 && len(next.Sealed) > 0 {
+				keep, until = next.Sealed, sql.NullInt64{Int64: at.Add(grace).UnixMilli(), Valid: true}
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE oauth_refresh_tokens
+				SET rotated_at = $2, successor_id = $3, successor_sealed = $4, successor_sealed_until = $5 WHERE id = $1`,
+				tok.ID, atMS, res.Next.ID, keep, until); err != nil {
+				return fmt.Errorf("rotate refresh token: %w", err)
+			}
+			// The older tokens of the family (this token's parent) may no
+			// longer be retried: their successor has just been used.
+			if err := wipeSealedSuccessors(ctx, tx, g.ID, tok.ID); err != nil {
+				return fmt.Errorf("rotate refresh token: %w", err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE oauth_grants SET last_used_at = $2
 			WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $2)`, g.ID, atMS); err != nil {
@@ -714,6 +768,11 @@ func (d *DB) DeleteExpiredOAuth(ctx context.Context, now, cutoff time.Time, limi
 		{"refresh tokens", `DELETE FROM oauth_refresh_tokens WHERE id IN (
 			SELECT id FROM oauth_refresh_tokens WHERE expires_at < $1 ORDER BY id LIMIT $2` + skip + `)`,
 			[]any{cutoff.UnixMilli(), limit}},
+		// Sealed successors past their grace window: wiped, not deleted.
+		{"sealed refresh successors", `UPDATE oauth_refresh_tokens SET successor_sealed = NULL, successor_sealed_until = NULL WHERE id IN (
+			SELECT id FROM oauth_refresh_tokens WHERE successor_sealed IS NOT NULL AND successor_sealed_until < $1
+			ORDER BY id LIMIT $2` + skip + `)`,
+			[]any{now.UnixMilli(), limit}},
 	}
 	total := 0
 	for _, s := range stmts {
