@@ -18,6 +18,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/federation"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/ratelimit"
@@ -56,6 +57,9 @@ type Options struct {
 	// JWT access tokens of mcpgate's authorization server as Bearer
 	// tokens next to API keys (jwt.go).
 	AccessTokens *AccessTokens
+	// External, when set, makes Middleware (and Account) accept the tokens
+	// of trusted external issuers (external.go).
+	External *federation.Federation
 
 	// CSRFTrustedOrigins are origins (scheme://host[:port]) whose
 	// cross-origin, cookie-authenticated, state-changing requests Account
@@ -176,6 +180,11 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refu
 		Type: audit.TypeAuthRejected, Outcome: store.OutcomeDeny, Reason: ref.reason,
 		UserID: ref.userID, CredentialID: ref.keyID, Resource: a.opts.Resource, Details: ref.details,
 	})
+	if ref.status == http.StatusServiceUnavailable { // an external issuer is down: not the token's fault
+		w.Header().Set("Retry-After", "5")
+		httpx.WriteOAuthError(w, ref.status, "temporarily_unavailable", ref.description)
+		return
+	}
 	if ref.status == http.StatusForbidden && ref.challenge == (httpx.Challenge{}) {
 		httpx.WriteJSON(w, ref.status, httpx.OAuthError{Error: "forbidden", Description: ref.description})
 		return
@@ -292,6 +301,9 @@ func (a *Authenticator) authenticateKey(r *http.Request) (*principal.Principal, 
 	}
 	if !strings.HasPrefix(token, apikeys.KeyPrefix) {
 		// Access tokens travel in Authorization only (RFC 6750 §2.1).
+		if jwt, ok := a.takesExternal(token); ok && len(keys) == 0 {
+			return a.authenticateExternal(r, token, jwt)
+		}
 		if a.opts.AccessTokens != nil && len(keys) == 0 && looksLikeJWT(token) {
 			return a.authenticateJWT(r, token)
 		}

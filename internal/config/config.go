@@ -62,6 +62,8 @@ type Config struct {
 	RegistrationUnused  time.Duration // dynamically registered clients never used are removed after this
 	RegistrationIdle    time.Duration // dynamically registered clients idle this long are removed
 	DisableRegistration bool          // turn off dynamic client registration (RFC 7591)
+
+	ExternalIssuersFile string // JSON file of trusted external token issuers (external.go)
 }
 
 // Defaults returns a Config with every default filled in.
@@ -128,6 +130,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RegistrationUnused, "registration-unused-ttl", c.RegistrationUnused, "dynamically registered OAuth clients that never completed a login are removed after this")
 	fs.DurationVar(&c.RegistrationIdle, "registration-idle-ttl", c.RegistrationIdle, "dynamically registered OAuth clients unused this long are removed")
 	fs.BoolVar(&c.DisableRegistration, "disable-registration", c.DisableRegistration, "turn off dynamic client registration (RFC 7591); client metadata documents and pre-registered clients still work")
+	fs.StringVar(&c.ExternalIssuersFile, "external-issuers-file", c.ExternalIssuersFile, "JSON file listing trusted external token issuers whose access tokens /mcp accepts (JWKS or introspection; see docs/configuration.md)")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }
 
@@ -307,6 +310,13 @@ func (c *Config) Validate() error {
 	for _, h := range append(append([]string{}, c.CIMDAllowHosts...), c.CIMDDenyHosts...) {
 		if h == "" || strings.ContainsAny(h, "/:@ ") {
 			errs = append(errs, fmt.Sprintf("--cimd-allow-hosts/--cimd-deny-hosts %q: must be a bare host name such as app.example.com", h))
+		}
+	}
+	if c.ExternalIssuersFile != "" {
+		// Checked here, so a bad file is reported with everything else
+		// before any database is touched.
+		if _, err := c.ExternalIssuers(); err != nil {
+			errs = append(errs, fmt.Sprintf("--external-issuers-file %q:\n%v", c.ExternalIssuersFile, err))
 		}
 	}
 	if c.Retention < time.Hour {

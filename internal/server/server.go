@@ -18,7 +18,9 @@ import (
 	"github.com/mcpgate/mcpgate/internal/authn"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/demo"
+	"github.com/mcpgate/mcpgate/internal/federation"
 	"github.com/mcpgate/mcpgate/internal/httpx"
+	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/mcpserver"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/oauth"
@@ -153,6 +155,19 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		return err
 	}
 
+	// Trusted external issuers (--external-issuers-file): their tokens are
+	// accepted on /mcp for just-in-time provisioned users.
+	var external *federation.Federation
+	if issuers, err := cfg.ExternalIssuers(); err != nil {
+		return err
+	} else if len(issuers) > 0 {
+		external, err = federation.New(issuers, federation.Options{ResourceScopes: reg.AllScopes(),
+			Accounts: identity.NewProvisioner(s.core.Users, s.core.DB), Logger: s.log})
+		if err != nil {
+			return err
+		}
+	}
+
 	origins := append([]string{cfg.BaseURL()}, cfg.AllowedOrigins...)
 	s.authn = authn.New(authn.Options{
 		Keys: s.core.Keys, Users: s.core.DB.GetUser, Audit: s.core.Audit,
@@ -163,6 +178,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		// make cookie-authenticated calls (login, credentials, facade).
 		CSRFTrustedOrigins: cfg.AllowedOrigins,
 		AccessTokens:       &authn.AccessTokens{Verifier: verifier, GrantActive: s.oauth.GrantActive},
+		External:           external,
 		OnDecision: func(method, outcome, reason string) {
 			s.metrics.AuthDecisions.WithLabelValues(method, outcome, reason).Inc()
 		},

@@ -166,6 +166,9 @@ type Store interface {
 	// JWT signing keys (signingkeys.go).
 	SigningKeyStore
 
+	// External identities linked to users (identities.go).
+	IdentityStore
+
 	// Audit log (append-only: there is no update or delete).
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

@@ -82,6 +82,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 	RunSigningKeys(t, func(t *testing.T) store.SigningKeyStore { return newStore(t) })
 	RunClients(t, func(t *testing.T) store.ClientStore { return newStore(t) })
+	RunIdentities(t, func(t *testing.T) IdentityBackend { return newStore(t) })
 	RunOAuth(t, newStore)
 }
 
