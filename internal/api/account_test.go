@@ -200,7 +200,8 @@ func TestAccountNeedsAccountScope(t *testing.T) {
 	key, _ := s.issue(s.bob, "payments:read", "payments:write")
 	c := s.keyClient(key)
 	for _, rt := range routes {
-		if !strings.HasPrefix(rt.Path, "/api/api-keys") && !strings.HasPrefix(rt.Path, "/api/sessions") && rt.Path != "/api/audit" && rt.Path != "/api/mcp/credentials" {
+		if !strings.HasPrefix(rt.Path, "/api/api-keys") && !strings.HasPrefix(rt.Path, "/api/sessions") && !strings.HasPrefix(rt.Path, "/api/apps") &&
+			rt.Path != "/api/audit" && rt.Path != "/api/mcp/credentials" {
 			continue
 		}
 		path := strings.ReplaceAll(rt.Path, "{id}", "key_aaaaaaaaaaaaaaaaaaaaaaaaaa")

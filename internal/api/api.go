@@ -1,7 +1,8 @@
 // Package api is mcpgate's JSON API for web applications and scripts:
 // JSON login and logout, the MCP credential of a browser session, a JSON
 // facade for calling MCP tools as the user, and account management (API
-// keys, sessions, audit events). docs/api.md documents it for users, and
+// keys, sessions, connected OAuth apps, audit events). docs/api.md
+// documents it for users, and
 // GET /api/openapi.json describes it (openapi.json, kept in step with the
 // route table below by a test).
 //
@@ -27,7 +28,7 @@ import (
 )
 
 // Options configure the API. Every field but the scope lists, the trusted
-// origins and the logger is required.
+// origins, Apps and the logger is required.
 type Options struct {
 	Sessions *session.Manager
 	Users    *identity.Service
@@ -53,7 +54,11 @@ type Options struct {
 	// and logout endpoints are accepted: pass the same list as
 	// authn.Options.CSRFTrustedOrigins.
 	CSRFTrustedOrigins []string
-	Logger             *slog.Logger
+	// Apps serves the connected-apps endpoints (/api/apps…): pass the
+	// OAuth authorization server (*oauth.Server). Optional: without it
+	// those endpoints are not mounted (404).
+	Apps   Apps
+	Logger *slog.Logger
 }
 
 // API serves the JSON API. Create it with New and mount it with Routes.
@@ -147,6 +152,8 @@ var routes = []route{
 	{"GET", "/api/sessions", statuses(accountStatuses, 200), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.listSessions)) }},
 	{"DELETE", "/api/sessions/{id}", statuses(accountStatuses, 204, 404), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.revokeSession)) }},
 	{"GET", "/api/audit", statuses(accountStatuses, 200), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.listAudit)) }},
+	{"GET", "/api/apps", statuses(accountStatuses, 200), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.listApps)) }},
+	{"DELETE", "/api/apps/{id}", statuses(accountStatuses, 204, 404), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.revokeApp)) }},
 	{"GET", "/api/openapi.json", []int{200}, func(a *API) http.Handler { return http.HandlerFunc(serveOpenAPI) }},
 }
 
@@ -154,16 +161,24 @@ var routes = []route{
 // path under /api/.
 func (a *API) Routes(mux *http.ServeMux) {
 	for _, rt := range routes {
-		mux.Handle(rt.Method+" "+rt.Path, rt.handler(a))
+		if a.mounted(rt) {
+			mux.Handle(rt.Method+" "+rt.Path, rt.handler(a))
+		}
 	}
 	mux.HandleFunc("/api/", a.notFound)
+}
+
+// mounted reports whether the API serves rt: the connected-apps endpoints
+// need Options.Apps.
+func (a *API) mounted(rt route) bool {
+	return a.opts.Apps != nil || !strings.HasPrefix(rt.Path, "/api/apps")
 }
 
 // notFound answers paths under /api/ that no route serves.
 func (a *API) notFound(w http.ResponseWriter, r *http.Request) {
 	var allow []string
 	for _, rt := range routes {
-		if matchPath(rt.Path, r.URL.Path) && !slices.Contains(allow, rt.Method) {
+		if a.mounted(rt) && matchPath(rt.Path, r.URL.Path) && !slices.Contains(allow, rt.Method) {
 			allow = append(allow, rt.Method)
 		}
 	}

@@ -116,7 +116,7 @@ func TestGarbageIDs(t *testing.T) {
 		"ключ", "%F0%9F%98%80", "%ff%fe", strings.Repeat("a", 5000), "key_" + strings.Repeat("a", 26), "..%2F..%2Fetc",
 	}
 	for _, id := range ids {
-		for _, p := range []string{"/api/api-keys/", "/api/sessions/"} {
+		for _, p := range []string{"/api/api-keys/", "/api/sessions/", "/api/apps/"} {
 			r := bob.do("DELETE", p+id, nil)
 			if r.status != http.StatusNotFound || r.errorCode(t) != codeNotFound {
 				t.Errorf("DELETE %s%.40s: %d %s", p, id, r.status, r.body)
@@ -185,7 +185,7 @@ func TestCrossOrigin(t *testing.T) {
 	}
 	// Reads are allowed (the same-origin policy keeps the answer from the
 	// foreign page) …
-	for _, p := range []string{"/api/api-keys", "/api/sessions", "/api/audit"} {
+	for _, p := range []string{"/api/api-keys", "/api/sessions", "/api/audit", "/api/apps"} {
 		if r := b.do("GET", p, nil, evil...); r.status != http.StatusOK {
 			t.Errorf("cross-origin GET %s: %d %s", p, r.status, r.body)
 		}
@@ -247,6 +247,9 @@ func TestStoreDown(t *testing.T) {
 		path := strings.ReplaceAll(rt.Path, "{id}", "key_"+strings.Repeat("a", 26))
 		if strings.HasPrefix(rt.Path, "/api/sessions/") {
 			path = "/api/sessions/ses_" + strings.Repeat("a", 26)
+		}
+		if strings.HasPrefix(rt.Path, "/api/apps/") {
+			path = "/api/apps/ocn_" + strings.Repeat("a", 26)
 		}
 		body := validBody(rt)
 		for _, name := range []string{"key", "cookie"} {

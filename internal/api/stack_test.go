@@ -27,10 +27,13 @@ import (
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/mcpserver"
+	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 	"github.com/mcpgate/mcpgate/internal/store/storetest"
+	"github.com/mcpgate/mcpgate/internal/tokens"
+	"github.com/mcpgate/mcpgate/verify"
 )
 
 // observed collects, across the package's tests, which status every route
@@ -99,6 +102,9 @@ type stack struct {
 	srv      *httptest.Server
 	clock    *clock
 	mcpURL   string
+	tokens   *tokens.Issuer
+	clients  *oauth.Clients
+	as       *oauth.Server // the authorization server behind /api/apps
 
 	alice, bob, charlie store.User
 }
@@ -107,6 +113,7 @@ const testPassword = "correct horse battery staple"
 
 type stackOptions struct {
 	mcpHandler func(real http.Handler) http.Handler // replaces /mcp for the facade (failure tests)
+	noApps     bool                                 // leave Options.Apps unset
 }
 
 // newStack builds the whole of mcpgate that the API needs, wired the way
@@ -150,10 +157,26 @@ func newStack(t *testing.T, so ...stackOptions) *stack {
 	mcpH := mcpserver.New(mcpserver.Options{Registry: reg, Audit: s.audit, ResourceURL: s.mcpURL,
 		ResourceMetadataURL: s.srv.URL + "/.well-known/oauth-protected-resource/mcp", Logger: log})
 	t.Cleanup(mcpH.Close)
+	// The OAuth authorization server, wired as internal/server wires it:
+	// its grants are the connected apps of /api/apps, and /mcp accepts
+	// its access tokens.
+	s.tokens, err = tokens.NewIssuer(ctx, s.db, bytes.Repeat([]byte("s"), 32), tokens.Options{Issuer: s.srv.URL, Now: s.clock.Now, Logger: log})
+	must(t, err)
+	s.clients = oauth.NewClients(s.db, s.audit, oauth.ClientsOptions{
+		SupportedScopes: append(reg.AllScopes(), oauth.IdentityScopes...), Now: s.clock.Now, Logger: log,
+	})
+	s.as = oauth.NewServer(oauth.ServerOptions{
+		Store: s.db, Clients: s.clients, Tokens: s.tokens, Audit: s.audit, Sessions: s.sessions, Users: s.users,
+		Issuer: s.srv.URL, Resources: []oauth.Resource{{URL: s.mcpURL, Name: "Payments demo", Scopes: reg.AllScopes()}},
+		Now: s.clock.Now, Logger: log,
+	})
+	verifier, err := verify.New(verify.Options{Issuer: s.srv.URL, Audience: s.mcpURL, Keys: s.tokens.KeySet(), Now: s.clock.Now})
+	must(t, err)
 	s.authn = authn.New(authn.Options{
 		Keys: s.keys, Users: s.db.GetUser, Audit: s.audit, Resource: s.mcpURL,
 		ResourceMetadataURL: s.srv.URL + "/.well-known/oauth-protected-resource/mcp",
 		Scopes:              reg.AllScopes(), AllowedOrigins: []string{s.srv.URL}, Logger: log, Sessions: s.sessions,
+		AccessTokens: &authn.AccessTokens{Verifier: verifier, GrantActive: s.as.GrantActive},
 	})
 	s.users.OnCredentialsChanged(s.authn.InvalidateUser)
 	mcpChain := s.authn.Middleware(mcpH)
@@ -161,15 +184,21 @@ func newStack(t *testing.T, so ...stackOptions) *stack {
 	if len(so) > 0 && so[0].mcpHandler != nil {
 		facadeMCP = so[0].mcpHandler(mcpChain)
 	}
+	var apps Apps = s.as
+	if len(so) > 0 && so[0].noApps {
+		apps = nil
+	}
 	s.api = New(Options{
 		Sessions: s.sessions, Users: s.users, Keys: s.keys, Store: s.db, Authn: s.authn,
 		MCPHandler: facadeMCP, MCPURL: s.mcpURL,
 		GrantableScopes:  []string{demo.ScopeRead, demo.ScopeWrite, AccountScope},
 		SessionKeyScopes: []string{demo.ScopeRead, demo.ScopeWrite},
+		Apps:             apps,
 		Logger:           log,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/mcp", mcpChain)
+	s.as.Routes(mux)
 	s.api.Routes(mux)
 	handler = httpx.Common(mux, log, 4<<20, func(r *http.Request, pattern string, status int, d time.Duration) {
 		if status == http.StatusInternalServerError {

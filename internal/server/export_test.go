@@ -1,5 +1,10 @@
 package server
 
+import "crypto/x509"
+
 // AllowCIMDLoopbackForTests lets this package's tests serve client metadata
-// documents from httptest servers on loopback.
-func AllowCIMDLoopbackForTests() { cimdLoopbackForTests = true }
+// documents from httptest TLS servers on loopback, trusting roots.
+func AllowCIMDLoopbackForTests(roots *x509.CertPool) {
+	cimdLoopbackForTests = true
+	cimdRootsForTests = roots
+}

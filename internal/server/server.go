@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -63,7 +64,10 @@ type Server struct {
 // cimdLoopbackForTests lets tests serve client metadata documents on
 // loopback (set only by export_test.go; never in production, see
 // draft-ietf-oauth-client-id-metadata-document §8.6).
-var cimdLoopbackForTests bool
+var (
+	cimdLoopbackForTests bool
+	cimdRootsForTests    *x509.CertPool
+)
 
 // New opens the store, builds every component and, with --demo, makes sure
 // the demo users and ledger exist (printing new secrets once to out).
@@ -134,6 +138,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		RegistrationLimiter: ratelimit.NewMemory(6*time.Second, 100, 100_000),
 		UnusedTTL:           cfg.RegistrationUnused, IdleTTL: cfg.RegistrationIdle,
 		CIMDAllowLoopback: cimdLoopbackForTests,
+		CIMDRootCAs:       cimdRootsForTests,
 		Logger:            s.log,
 	})
 	grantable := append(reg.AllScopes(), authn.DefaultAccountScope)
@@ -195,7 +200,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	api.New(api.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
 		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
-		CSRFTrustedOrigins: cfg.AllowedOrigins, Logger: s.log,
+		CSRFTrustedOrigins: cfg.AllowedOrigins, Apps: s.oauth, Logger: s.log,
 	}).Routes(apiMux)
 	mux.Handle("/api/", httpx.CORS(s.authn.OriginAllowed, apiMux))
 	pages.Routes(mux)
