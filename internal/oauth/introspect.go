@@ -45,23 +45,11 @@ type introspection struct {
 
 // introspect serves POST /introspect.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	writeNoStore(w)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		httpx.WriteOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST (RFC 7662 §2.1)")
+	cl, ok := s.backChannel(w, r, "RFC 7662 §2.1")
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	cl, err := s.opts.Clients.AuthenticateClient(ctx, r)
-	if err != nil {
-		var aerr *ClientAuthError
-		if errors.As(err, &aerr) {
-			aerr.Write(w)
-			return
-		}
-		s.unavailable(w, r, err)
-		return
-	}
 	if cl.Public() {
 		s.opts.Audit.Record(ctx, audit.Event{
 			Type: audit.TypeOAuthIntrospection, Outcome: store.OutcomeDeny, Reason: audit.ReasonUnauthorizedClient,

@@ -43,23 +43,11 @@ import (
 
 // revoke serves POST /revoke.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	writeNoStore(w)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		httpx.WriteOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST (RFC 7009 §2.1)")
+	cl, ok := s.backChannel(w, r, "RFC 7009 §2.1")
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	cl, err := s.opts.Clients.AuthenticateClient(ctx, r)
-	if err != nil {
-		var aerr *ClientAuthError
-		if errors.As(err, &aerr) {
-			aerr.Write(w)
-			return
-		}
-		s.unavailable(w, r, err)
-		return
-	}
 	form := r.PostForm
 	if k := singleValues(form); k != "" {
 		httpx.WriteOAuthError(w, http.StatusBadRequest, "invalid_request", "the "+k+" parameter appears more than once")

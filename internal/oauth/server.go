@@ -507,6 +507,30 @@ func (s *Server) RevokeUserGrants(ctx context.Context, userID, reason string) (i
 
 // ---- shared HTTP helpers ----
 
+// backChannel is the common start of the back-channel endpoints (token,
+// revoke, introspect): responses are never cached, only POST is served, and
+// the client authenticates (RFC 6749 §2.3). ok is false when the answer has
+// been written.
+func (s *Server) backChannel(w http.ResponseWriter, r *http.Request, clause string) (store.OAuthClient, bool) {
+	writeNoStore(w)
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		httpx.WriteOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST ("+clause+")")
+		return store.OAuthClient{}, false
+	}
+	cl, err := s.opts.Clients.AuthenticateClient(r.Context(), r)
+	if err != nil {
+		var aerr *ClientAuthError
+		if errors.As(err, &aerr) {
+			aerr.Write(w)
+		} else {
+			s.unavailable(w, r, err)
+		}
+		return store.OAuthClient{}, false
+	}
+	return cl, true
+}
+
 // writeNoStore marks a response as not cacheable (RFC 6749 §5.1).
 func writeNoStore(w http.ResponseWriter) {
 	w.Header().Set("Cache-Control", "no-store")

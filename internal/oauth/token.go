@@ -63,28 +63,17 @@ func invalidGrant(reason, desc string) *tokenError {
 
 // token serves POST /token.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	writeNoStore(w)
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", "POST")
-		httpx.WriteOAuthError(w, http.StatusMethodNotAllowed, "invalid_request", "use POST (RFC 6749 §3.2)")
+	cl, ok := s.backChannel(w, r, "RFC 6749 §3.2")
+	if !ok {
 		return
 	}
 	ctx := r.Context()
-	cl, err := s.opts.Clients.AuthenticateClient(ctx, r)
-	if err != nil {
-		var aerr *ClientAuthError
-		if errors.As(err, &aerr) {
-			aerr.Write(w)
-			return
-		}
-		s.unavailable(w, r, err)
-		return
-	}
 	form := r.PostForm
 	grantType := form.Get("grant_type")
 	var (
 		resp *tokenResponse
 		terr *tokenError
+		err  error
 	)
 	if k := singleValues(form, "resource"); k != "" {
 		terr = &tokenError{code: "invalid_request", description: "the " + k + " parameter appears more than once", reason: audit.ReasonInvalidRequest}
