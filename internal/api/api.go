@@ -1,7 +1,8 @@
 // Package api is mcpgate's JSON API for web applications and scripts:
 // JSON login and logout, the MCP credential of a browser session, a JSON
-// facade for calling MCP tools as the user, and account management (API
-// keys, sessions, connected OAuth apps, audit events). docs/api.md
+// facade for calling MCP tools as the user, account management (API
+// keys, sessions, connected OAuth apps, audit events), and the simple
+// token login for scripts (/auth/login, /auth/status). docs/api.md
 // documents it for users, and
 // GET /api/openapi.json describes it (openapi.json, kept in step with the
 // route table below by a test).
@@ -57,8 +58,12 @@ type Options struct {
 	// Apps serves the connected-apps endpoints (/api/apps…): pass the
 	// OAuth authorization server (*oauth.Server). Optional: without it
 	// those endpoints are not mounted (404).
-	Apps   Apps
-	Logger *slog.Logger
+	Apps Apps
+	// DirectLogin serves the simple login for scripts (POST /auth/login,
+	// GET /auth/status): pass the OAuth authorization server
+	// (*oauth.Server). nil: those endpoints are off (404).
+	DirectLogin DirectLogin
+	Logger      *slog.Logger
 }
 
 // API serves the JSON API. Create it with New and mount it with Routes.
@@ -155,10 +160,13 @@ var routes = []route{
 	{"GET", "/api/apps", statuses(accountStatuses, 200), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.listApps)) }},
 	{"DELETE", "/api/apps/{id}", statuses(accountStatuses, 204, 404), func(a *API) http.Handler { return a.account(http.HandlerFunc(a.revokeApp)) }},
 	{"GET", "/api/openapi.json", []int{200}, func(a *API) http.Handler { return http.HandlerFunc(serveOpenAPI) }},
+	// Simple login for scripts (authlogin.go); mounted with Options.DirectLogin.
+	{"POST", "/auth/login", statuses([]int{200, 400, 401, 403, 413, 415, 429, 503}), func(a *API) http.Handler { return http.HandlerFunc(a.directLogin) }},
+	{"GET", "/auth/status", statuses([]int{200, 400, 401, 403, 429, 503}), func(a *API) http.Handler { return a.bearer(http.HandlerFunc(a.authStatus)) }},
 }
 
 // Routes mounts every endpoint on mux, plus a JSON 404/405 for any other
-// path under /api/.
+// path under /api/ and /auth/ (mount both prefixes on this mux).
 func (a *API) Routes(mux *http.ServeMux) {
 	for _, rt := range routes {
 		if a.mounted(rt) {
@@ -166,12 +174,19 @@ func (a *API) Routes(mux *http.ServeMux) {
 		}
 	}
 	mux.HandleFunc("/api/", a.notFound)
+	mux.HandleFunc(directLoginPrefix, a.notFound)
 }
 
 // mounted reports whether the API serves rt: the connected-apps endpoints
-// need Options.Apps.
+// need Options.Apps, the simple-login ones Options.DirectLogin.
 func (a *API) mounted(rt route) bool {
-	return a.opts.Apps != nil || !strings.HasPrefix(rt.Path, "/api/apps")
+	switch {
+	case strings.HasPrefix(rt.Path, "/api/apps"):
+		return a.opts.Apps != nil
+	case strings.HasPrefix(rt.Path, directLoginPrefix):
+		return a.opts.DirectLogin != nil
+	}
+	return true
 }
 
 // notFound answers paths under /api/ that no route serves.

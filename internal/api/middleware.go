@@ -119,6 +119,12 @@ func (a *API) unavailable(err error) *apiError {
 // {"error","error_description"}) into this API's error body, keeping the
 // status and the challenge headers.
 func (a *API) translateRefusal(w http.ResponseWriter, rec *bufferedWriter) {
+	writeError(w, authnRefusal(w, rec))
+}
+
+// authnRefusal is translateRefusal's error body; it copies the challenge
+// headers to w.
+func authnRefusal(w http.ResponseWriter, rec *bufferedWriter) *apiError {
 	for _, h := range []string{"WWW-Authenticate", "Retry-After"} {
 		if v := rec.header.Values(h); len(v) > 0 {
 			w.Header()[h] = v
@@ -158,7 +164,7 @@ func (a *API) translateRefusal(w http.ResponseWriter, rec *bufferedWriter) {
 		e.Code = codeServerError
 	}
 	e.Message = orDefault(e.Message, http.StatusText(status))
-	writeError(w, e)
+	return e
 }
 
 // bufferedWriter keeps what authn wrote when it refused a request.

@@ -112,8 +112,9 @@ type stack struct {
 const testPassword = "correct horse battery staple"
 
 type stackOptions struct {
-	mcpHandler func(real http.Handler) http.Handler // replaces /mcp for the facade (failure tests)
-	noApps     bool                                 // leave Options.Apps unset
+	mcpHandler    func(real http.Handler) http.Handler // replaces /mcp for the facade (failure tests)
+	noApps        bool                                 // leave Options.Apps unset
+	noDirectLogin bool                                 // leave Options.DirectLogin unset (/auth/ off)
 }
 
 // newStack builds the whole of mcpgate that the API needs, wired the way
@@ -188,12 +189,17 @@ func newStack(t *testing.T, so ...stackOptions) *stack {
 	if len(so) > 0 && so[0].noApps {
 		apps = nil
 	}
+	var direct DirectLogin = s.as
+	if len(so) > 0 && so[0].noDirectLogin {
+		direct = nil
+	}
 	s.api = New(Options{
 		Sessions: s.sessions, Users: s.users, Keys: s.keys, Store: s.db, Authn: s.authn,
 		MCPHandler: facadeMCP, MCPURL: s.mcpURL,
 		GrantableScopes:  []string{demo.ScopeRead, demo.ScopeWrite, AccountScope},
 		SessionKeyScopes: []string{demo.ScopeRead, demo.ScopeWrite},
 		Apps:             apps,
+		DirectLogin:      direct,
 		Logger:           log,
 	})
 	mux := http.NewServeMux()
@@ -206,7 +212,7 @@ func newStack(t *testing.T, so ...stackOptions) *stack {
 		}
 		idx := slices.IndexFunc(routes, func(rt route) bool { return rt.Method+" "+rt.Path == pattern })
 		if idx < 0 {
-			return // /mcp, or the /api/ catch-all
+			return // /mcp, or the /api/ and /auth/ catch-alls
 		}
 		if !slices.Contains(routes[idx].Statuses, status) {
 			t.Errorf("%s %s answered %d, which the route table (and openapi.json) does not list", r.Method, r.URL.Path, status)

@@ -203,6 +203,9 @@ func rpcError(code int64, msg string, data json.RawMessage, tool string) *apiErr
 		return errorf(http.StatusNotFound, codeUnknownTool, "there is no tool %q for you", clip(tool))
 	case code == jsonrpc.CodeInvalidParams:
 		return errorf(http.StatusBadRequest, codeInvalidArguments, "%s", clip(msg))
+	case code == mcpserver.CodeInsufficientScope && missingRoles(data):
+		// A role cannot be gained by re-authorizing: plain forbidden.
+		return errorf(http.StatusForbidden, codeForbidden, "%s", clip(msg))
 	case code == mcpserver.CodeInsufficientScope:
 		e := errorf(http.StatusForbidden, codeInsufficientScope, "%s", clip(msg))
 		e.RequiredScopes = requiredFromData(data)
@@ -253,6 +256,15 @@ func refusalError(ref *refusal, tool string) *apiError {
 		return e
 	}
 	return nil
+}
+
+// missingRoles reports whether an mcpserver -32003 error is a role refusal.
+func missingRoles(data json.RawMessage) bool {
+	var d struct {
+		Error string `json:"error"`
+	}
+	_ = json.Unmarshal(data, &d)
+	return d.Error == "missing_roles"
 }
 
 // requiredFromData reads "required" from the data of mcpserver's

@@ -52,6 +52,7 @@ const (
 	ReasonQueryCredential = "query_credential"
 	ReasonAmbiguous       = "ambiguous_credentials"
 	ReasonMissingScopes   = "missing_scopes"
+	ReasonMissingRoles    = "missing_roles" // tool.denied: the user lacks a role the tool requires
 	ReasonSessionOwner    = "session_owner_mismatch"
 
 	// login.failed

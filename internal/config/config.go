@@ -62,6 +62,9 @@ type Config struct {
 	RegistrationUnused  time.Duration // dynamically registered clients never used are removed after this
 	RegistrationIdle    time.Duration // dynamically registered clients idle this long are removed
 	DisableRegistration bool          // turn off dynamic client registration (RFC 7591)
+	// DisablePasswordLogin turns off the simple token login for scripts
+	// (POST /auth/login, GET /auth/status: 404).
+	DisablePasswordLogin bool
 
 	ExternalIssuersFile string // JSON file of trusted external token issuers (external.go)
 }
@@ -130,6 +133,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RegistrationUnused, "registration-unused-ttl", c.RegistrationUnused, "dynamically registered OAuth clients that never completed a login are removed after this")
 	fs.DurationVar(&c.RegistrationIdle, "registration-idle-ttl", c.RegistrationIdle, "dynamically registered OAuth clients unused this long are removed")
 	fs.BoolVar(&c.DisableRegistration, "disable-registration", c.DisableRegistration, "turn off dynamic client registration (RFC 7591); client metadata documents and pre-registered clients still work")
+	fs.BoolVar(&c.DisablePasswordLogin, "disable-password-login-endpoint", c.DisablePasswordLogin, "turn off POST /auth/login and GET /auth/status, the email-and-password token login for scripts (the client sees the password; OAuth and API keys still work)")
 	fs.StringVar(&c.ExternalIssuersFile, "external-issuers-file", c.ExternalIssuersFile, "JSON file listing trusted external token issuers whose access tokens /mcp accepts (JWKS or introspection; see docs/configuration.md)")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }

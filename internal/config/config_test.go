@@ -155,3 +155,34 @@ func TestOAuthSettingsValidated(t *testing.T) {
 		}
 	}
 }
+
+// The simple token login is on by default; the flag or its MCPGATE_* twin
+// turns it off.
+func TestDisablePasswordLoginEndpoint(t *testing.T) {
+	parse := func(args []string, env map[string]string) Config {
+		t.Helper()
+		c := Defaults()
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.RegisterStorage(fs)
+		c.RegisterServe(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := parse(nil, nil); c.DisablePasswordLogin {
+		t.Error("off by default")
+	}
+	if c := parse([]string{"--disable-password-login-endpoint"}, nil); !c.DisablePasswordLogin {
+		t.Error("the flag did not turn it off")
+	}
+	if c := parse(nil, map[string]string{"MCPGATE_DISABLE_PASSWORD_LOGIN_ENDPOINT": "true"}); !c.DisablePasswordLogin {
+		t.Error("the environment variable did not turn it off")
+	}
+	if c := parse([]string{"--disable-password-login-endpoint=false"}, map[string]string{"MCPGATE_DISABLE_PASSWORD_LOGIN_ENDPOINT": "true"}); c.DisablePasswordLogin {
+		t.Error("the flag must win over the environment")
+	}
+}

@@ -1,6 +1,8 @@
 // Package demo is the built-in "payments" MCP server mcpgate serves when no
 // upstream is configured, after the classic FastMCP example: a small ledger
-// where every tool answers with the caller's own data only.
+// where every tool answers with the caller's own data only, except
+// getAnyAccountBalance, which needs the auditor role (RoleAuditor) as well
+// as payments:read.
 package demo
 
 import (
@@ -23,6 +25,12 @@ const (
 	ScopeRead  = "payments:read"
 	ScopeWrite = "payments:write"
 )
+
+// RoleAuditor may read any user's balance (getAnyAccountBalance). It is a
+// role of the user (a local role, or one an external issuer maps in), not a
+// scope: no credential the user creates or authorizes can carry it without
+// the user holding it.
+const RoleAuditor = "auditor"
 
 // Limits.
 const (
@@ -50,10 +58,15 @@ type TransactionsOut struct {
 	Truncated bool `json:"truncated"`
 }
 
-// BalanceOut is the result of getAccountBalance.
+// BalanceOut is the result of getAccountBalance and getAnyAccountBalance.
 type BalanceOut struct {
 	Email   string `json:"email"`
 	Balance int64  `json:"balance" jsonschema:"received minus sent, whole currency units"`
+}
+
+// AnyBalanceIn are the arguments of getAnyAccountBalance.
+type AnyBalanceIn struct {
+	Email string `json:"email"`
 }
 
 // LatestIn are the arguments of getLatestTransactions.
@@ -116,6 +129,24 @@ func Register(r *mcpserver.Registry, st store.Store) {
 		Description: "Your current balance: everything received minus everything sent.",
 		Annotations: readOnly,
 	}, read, t.getAccountBalance)
+
+	// Roles in decisions: the scope says what the credential may do, the
+	// role who the user is. Only an auditor with payments:read sees or calls
+	// this tool.
+	mcpserver.AddToolWith(r, &mcp.Tool{
+		Name:        "getAnyAccountBalance",
+		Title:       "Any account's balance (auditors)",
+		Description: "Auditors only: the current balance of any user, identified by email (everything received minus everything sent).",
+		Annotations: readOnly,
+		InputSchema: map[string]any{
+			"type": "object",
+			"properties": map[string]any{
+				"email": map[string]any{"type": "string", "description": "the account holder's email address"},
+			},
+			"required":             []string{"email"},
+			"additionalProperties": false,
+		},
+	}, mcpserver.Require{Scopes: read, Roles: []string{RoleAuditor}}, t.getAnyAccountBalance)
 
 	mcpserver.AddTool(r, &mcp.Tool{
 		Name:  "transfer",
@@ -212,6 +243,39 @@ func (t *tools) getAccountBalance(ctx context.Context, _ *mcp.CallToolRequest, _
 		email = u.Email
 	}
 	return nil, BalanceOut{Email: email, Balance: bal}, nil
+}
+
+// getAnyAccountBalance answers any user's balance. The registry lets only
+// callers with RoleAuditor reach it; the check below is one more line of
+// defence should the tool ever be registered without the role.
+func (t *tools) getAnyAccountBalance(ctx context.Context, _ *mcp.CallToolRequest, in AnyBalanceIn) (*mcp.CallToolResult, BalanceOut, error) {
+	p, err := caller(ctx)
+	if err != nil {
+		return nil, BalanceOut{}, err
+	}
+	if !p.HasRole(RoleAuditor) {
+		return nil, BalanceOut{}, errors.New("demo: getAnyAccountBalance reached without the auditor role")
+	}
+	email := strings.ToLower(strings.TrimSpace(in.Email))
+	if email == "" {
+		return nil, BalanceOut{}, mcpserver.Errorf("email must be the account holder's email address")
+	}
+	if len(email) > maxEmail {
+		return nil, BalanceOut{}, mcpserver.Errorf("unknown user")
+	}
+	// Disabled users are answered too: an auditor reads closed accounts.
+	u, err := t.st.GetUserByEmail(ctx, email)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, BalanceOut{}, mcpserver.Errorf("unknown user %q", email)
+	}
+	if err != nil {
+		return nil, BalanceOut{}, err
+	}
+	bal, err := t.st.LedgerBalance(ctx, u.ID)
+	if err != nil {
+		return nil, BalanceOut{}, err
+	}
+	return nil, BalanceOut{Email: u.Email, Balance: bal}, nil
 }
 
 func (t *tools) transfer(ctx context.Context, _ *mcp.CallToolRequest, in TransferIn) (*mcp.CallToolResult, TransferOut, error) {

@@ -38,7 +38,7 @@ type env struct {
 // newEnv starts the demo tools on a fresh SQLite store: alice, bob and
 // charlie with the seeded ledger, plus dave (no ledger) and a disabled
 // user. Tokens "alice", "bob", "dave" have both scopes, "charlie" only
-// payments:read.
+// payments:read; charlie has the auditor role, as in serve --demo.
 func newEnv(t testing.TB) *env {
 	t.Helper()
 	ctx := context.Background()
@@ -60,6 +60,7 @@ func newEnv(t testing.TB) *env {
 	for name, scopes := range map[string][]string{"alice": both, "bob": both, "dave": both, "charlie": {demo.ScopeRead}} {
 		users[name] = &principal.Principal{UserID: e.ids[name], Email: name + "@example.com", Scopes: scopes, CredentialID: "key_" + name}
 	}
+	users["charlie"].Roles = []string{demo.RoleAuditor}
 	reg := mcpserver.NewRegistry()
 	demo.Register(reg, st)
 	h := mcpserver.New(mcpserver.Options{
@@ -206,7 +207,7 @@ func TestToolsListedByScope(t *testing.T) {
 	e := newEnv(t)
 	for token, want := range map[string][]string{
 		"alice":   {"getAccountBalance", "getAllTransactions", "getLatestTransactions", "transfer"},
-		"charlie": {"getAccountBalance", "getAllTransactions", "getLatestTransactions"},
+		"charlie": {"getAccountBalance", "getAllTransactions", "getAnyAccountBalance", "getLatestTransactions"},
 	} {
 		cs := mcptest.Connect(t, e.srv.URL, token, "")
 		res, err := cs.ListTools(context.Background(), nil)

@@ -6,8 +6,9 @@
 //
 //  1. refuses a Mcp-Session-Id that belongs to another caller (audited);
 //  2. reads the body (bounded), refuses one that is not strictly JSON-RPC,
-//     and lets the Policy refuse any tools/call the caller lacks scopes for,
-//     with a 403 insufficient_scope challenge, before a tool runs (audited);
+//     and lets the Policy refuse any tools/call the caller lacks scopes or
+//     roles for, with a 403 (an insufficient_scope challenge for scopes, a
+//     missing_roles error for roles), before a tool runs (audited);
 //  3. strips the caller's credentials from the request and hands the
 //     principal to the SDK as an auth.TokenInfo (see bearerBridge);
 //  4. routes the request to one of two SDK handlers over the same
@@ -15,7 +16,7 @@
 //     one (sessions) for the protocols before it.
 //
 // Inside the SDK, a receiving middleware filters tools/list by scope and
-// audits every tools/call, and each tool handler runs with the request's
+// role and audits every tools/call, and each tool handler runs with the request's
 // principal in its context (principal.From).
 package mcpserver
 
@@ -129,6 +130,7 @@ func New(opts Options) *Handler {
 	}
 	h.policy = &Policy{
 		ToolScopes:          opts.Registry.Scopes,
+		ToolRoles:           opts.Registry.Roles,
 		ResourceMetadataURL: opts.ResourceMetadataURL,
 		ResourceURL:         opts.ResourceURL,
 		Audit:               opts.Audit,

@@ -2,6 +2,7 @@ package mcpserver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -42,7 +43,8 @@ func requestInfoFromExtra(extra *mcp.RequestExtra) httpx.RequestInfo {
 // callState lets a tool wrapper tell the receiving middleware what it
 // decided, so that one place records the audit event for every tools/call.
 type callState struct {
-	missing []string // set when the wrapper refused the call for missing scopes
+	missing      []string // set when the wrapper refused the call for missing scopes
+	missingRoles []string // set when the wrapper refused the call for missing roles
 }
 
 type callStateKey struct{}
@@ -55,7 +57,8 @@ func callStateFrom(ctx context.Context) *callState {
 // receivingMiddleware runs inside the SDK for every incoming JSON-RPC
 // message. It rebinds the context to the identity of the HTTP request that
 // carried the message (on stateful sessions the SDK derives handler contexts
-// from the session's first request), filters tools/list by scope, and audits
+// from the session's first request), filters tools/list by scope and role,
+// and audits
 // tools/call.
 func (h *Handler) receivingMiddleware(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
@@ -94,15 +97,16 @@ func (h *Handler) visibleTools(p *principal.Principal, tools []*mcp.Tool) []*mcp
 }
 
 // auditedCall runs a tools/call and records its outcome: tool.called (with
-// is_error) when the tool was allowed, tool.denied when the wrapper's scope
-// re-check refused it. Calls to unknown tools are answered by the SDK with a
-// protocol error and not recorded: no tool ran and no decision was needed.
+// is_error) when the tool was allowed, tool.denied when its own re-check or
+// the wrapper's refused it for missing roles or scopes. Calls to unknown
+// tools are answered by the SDK with a protocol error and not recorded: no
+// tool ran and no decision was needed.
 func (h *Handler) auditedCall(ctx context.Context, p *principal.Principal, method string, req mcp.Request, next mcp.MethodHandler) (mcp.Result, error) {
 	params, _ := req.GetParams().(*mcp.CallToolParamsRaw)
 	if params == nil {
 		return next(ctx, method, req)
 	}
-	need, known := h.registry.Scopes(params.Name)
+	need, known := h.registry.Requirements(params.Name)
 	if !known {
 		return next(ctx, method, req)
 	}
@@ -118,20 +122,32 @@ func (h *Handler) auditedCall(ctx context.Context, p *principal.Principal, metho
 	// Second check, on the name as the SDK itself parsed it: the HTTP policy
 	// parses the body with another decoder, and any difference between the
 	// two (a parser differential) must fail closed here, before the SDK
-	// validates arguments or runs anything.
-	if missing := p.MissingScopes(need); len(missing) > 0 {
-		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingScopes
-		e.Details = map[string]any{"missing": missing, "required": need, "layer": "sdk"}
+	// validates arguments or runs anything. Roles first, as in the policy: a
+	// caller without the role cannot fix it by getting a scope.
+	if missing := p.MissingRoles(need.Roles); len(missing) > 0 {
+		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingRoles
+		e.Details = map[string]any{"missing_roles": missing, "required_roles": need.Roles, "layer": "sdk"}
 		h.audit.Record(ctx, e)
-		return nil, &jsonrpc.Error{Code: CodeInsufficientScope, Message: fmt.Sprintf("insufficient scope: tool %q requires scope %s", params.Name, strings.Join(need, " "))}
+		data, _ := json.Marshal(rolesData(missing, need.Roles))
+		return nil, &jsonrpc.Error{Code: CodeForbidden, Message: rolesMessage(params.Name, need.Roles), Data: data}
+	}
+	if missing := p.MissingScopes(need.Scopes); len(missing) > 0 {
+		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingScopes
+		e.Details = map[string]any{"missing": missing, "required": need.Scopes, "layer": "sdk"}
+		h.audit.Record(ctx, e)
+		return nil, &jsonrpc.Error{Code: CodeInsufficientScope, Message: fmt.Sprintf("insufficient scope: tool %q requires scope %s", params.Name, strings.Join(need.Scopes, " "))}
 	}
 	state := &callState{}
 	ctx = context.WithValue(ctx, callStateKey{}, state)
 	res, err := next(ctx, method, req)
-	if state.missing != nil {
+	switch {
+	case state.missingRoles != nil:
+		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingRoles
+		e.Details = map[string]any{"missing_roles": state.missingRoles, "required_roles": need.Roles, "layer": "tool"}
+	case state.missing != nil:
 		e.Type, e.Outcome, e.Reason = audit.TypeToolDenied, store.OutcomeDeny, audit.ReasonMissingScopes
-		e.Details = map[string]any{"missing": state.missing, "required": need, "layer": "tool"}
-	} else {
+		e.Details = map[string]any{"missing": state.missing, "required": need.Scopes, "layer": "tool"}
+	default:
 		isError := err != nil
 		if r, ok := res.(*mcp.CallToolResult); ok && r != nil && r.IsError {
 			isError = true

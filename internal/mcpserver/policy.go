@@ -17,18 +17,32 @@ import (
 )
 
 // CodeInsufficientScope is the JSON-RPC error code of a tools/call refused
-// for missing scopes (an implementation-defined server error, JSON-RPC 2.0
-// §5.1; the SDK's own codes are -32002 and -32020…-32042).
+// for missing scopes or roles (an implementation-defined server error,
+// JSON-RPC 2.0 §5.1; the SDK's own codes are -32002 and -32020…-32042).
+// data.error tells the two apart: "insufficient_scope" (data.missing,
+// data.required: scopes) or "missing_roles" (data.missing_roles,
+// data.required_roles).
 const CodeInsufficientScope = -32003
 
+// CodeForbidden is CodeInsufficientScope under the name used for refusals
+// by role: the same code, with data.error "missing_roles".
+const CodeForbidden = CodeInsufficientScope
+
+// errMissingRoles is data.error (and the JSON error of a non-JSON-RPC
+// refusal body) of a tools/call refused for missing roles.
+const errMissingRoles = "missing_roles"
+
 // Policy inspects the JSON-RPC messages of an MCP request before any server
-// sees them and refuses tool calls the caller has no scopes for. It is the
-// HTTP-level half of per-tool authorization, shared by the built-in endpoint
-// and the gateway's upstream servers.
+// sees them and refuses tool calls the caller has no scopes or roles for. It
+// is the HTTP-level half of per-tool authorization, shared by the built-in
+// endpoint and the gateway's upstream servers.
 type Policy struct {
 	// ToolScopes returns the scopes a tool needs and whether the tool is
 	// known. Calls to unknown tools pass: the server answers them.
 	ToolScopes func(tool string) (scopes []string, known bool)
+	// ToolRoles returns the roles a tool needs (principal.Roles); nil means
+	// no tool needs a role.
+	ToolRoles func(tool string) (roles []string, known bool)
 	// ResourceMetadataURL goes into the challenge (RFC 9728 §5.1).
 	ResourceMetadataURL string
 	// ResourceURL is the protected resource, recorded in audit events.
@@ -60,15 +74,22 @@ type ToolCall struct {
 	Known    bool
 	Required []string // scopes the tool needs
 	Missing  []string // of those, the ones the caller lacks
+
+	RequiredRoles []string // roles the tool needs
+	MissingRoles  []string // of those, the ones the caller lacks
 }
 
-// Allowed reports whether the body parsed and no call in it lacks scopes.
+// Refused reports whether the caller lacks a scope or a role for the call.
+func (c ToolCall) Refused() bool { return len(c.Missing) > 0 || len(c.MissingRoles) > 0 }
+
+// Allowed reports whether the body parsed and no call in it lacks scopes or
+// roles.
 func (d Decision) Allowed() bool {
 	if !d.Parsed || d.Invalid != "" {
 		return false
 	}
 	for _, c := range d.Calls {
-		if len(c.Missing) > 0 {
+		if c.Refused() {
 			return false
 		}
 	}
@@ -87,9 +108,9 @@ func (d Decision) Has(method string) bool { return slices.Contains(d.Methods, me
 type wireMessage = map[string]json.RawMessage
 
 // Decide parses body as a JSON-RPC message or batch and checks every
-// tools/call against p's scopes. A nil p lacks every scope. Parsing is
-// strict (encoding/json, no trailing data): anything it rejects yields a
-// Decision with Parsed false.
+// tools/call against p's scopes and roles. A nil p lacks every scope and
+// role. Parsing is strict (encoding/json, no trailing data): anything it
+// rejects yields a Decision with Parsed false.
 func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 	var d Decision
 	// Duplicate object keys are refused outright: decoders disagree on which
@@ -146,6 +167,10 @@ func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 			call.Required, call.Known = pol.ToolScopes(call.Name)
 		}
 		call.Missing = p.MissingScopes(call.Required)
+		if pol.ToolRoles != nil {
+			call.RequiredRoles, _ = pol.ToolRoles(call.Name)
+		}
+		call.MissingRoles = p.MissingRoles(call.RequiredRoles)
 		d.Calls = append(d.Calls, call)
 	}
 	d.Parsed = true
@@ -228,8 +253,8 @@ func WriteParseError(w http.ResponseWriter) {
 
 // Enforce is the whole policy for one POST: it reads the body (at most max
 // bytes, see ReadBody), decides, and answers a request that must not go on
-// (413, 400 parse error, 403 insufficient_scope). With ok true, r.Body holds
-// the body again and d describes it.
+// (413, 400 parse error, 403 insufficient_scope or missing_roles). With ok
+// true, r.Body holds the body again and d describes it.
 func (pol *Policy) Enforce(w http.ResponseWriter, r *http.Request, p *principal.Principal, max int64) (d Decision, ok bool) {
 	body, ok := ReadBody(w, r, max)
 	if !ok {
@@ -266,8 +291,14 @@ func toolName(params json.RawMessage) (string, bool) {
 }
 
 // Refuse answers a parsed request whose Decision is not Allowed, before any
-// tool runs: 403 with an RFC 6750 §3.1 insufficient_scope challenge, and one
-// tool.denied audit event per refused call.
+// tool runs, with 403 and one tool.denied audit event per refused call
+// (reason missing_roles when the call lacks a role, missing_scopes
+// otherwise).
+//
+// When a refused call lacks a role, refuseRoles answers (no challenge): a
+// role cannot be obtained by re-authorizing, so an insufficient_scope
+// challenge would only send an OAuth client into a step-up loop. Otherwise
+// the answer is an RFC 6750 §3.1 insufficient_scope challenge.
 //
 // RFC 6750 §3.1: "insufficient_scope: The request requires higher
 // privileges than provided by the access token. The resource server SHOULD
@@ -289,14 +320,18 @@ func toolName(params json.RawMessage) (string, bool) {
 func (pol *Policy) Refuse(w http.ResponseWriter, r *http.Request, p *principal.Principal, d Decision) {
 	var required []string
 	var refused []ToolCall
+	roleRefused := -1 // index in refused of the first call that lacks a role
 	for _, c := range d.Calls {
 		for _, s := range c.Required {
 			if !slices.Contains(required, s) {
 				required = append(required, s)
 			}
 		}
-		if len(c.Missing) > 0 {
+		if c.Refused() {
 			refused = append(refused, c)
+			if len(c.MissingRoles) > 0 && roleRefused < 0 {
+				roleRefused = len(refused) - 1
+			}
 		}
 	}
 	for _, c := range refused {
@@ -307,6 +342,13 @@ func (pol *Policy) Refuse(w http.ResponseWriter, r *http.Request, p *principal.P
 			Tool:     c.Name,
 			Resource: pol.ResourceURL,
 			Details:  map[string]any{"missing": c.Missing, "required": c.Required},
+		}
+		if len(c.MissingRoles) > 0 {
+			e.Reason = audit.ReasonMissingRoles
+			e.Details = map[string]any{"missing_roles": c.MissingRoles, "required_roles": c.RequiredRoles}
+			if len(c.Missing) > 0 {
+				e.Details["missing"], e.Details["required"] = c.Missing, c.Required
+			}
 		}
 		if p != nil {
 			e.UserID, e.CredentialID = p.UserID, p.CredentialID
@@ -321,6 +363,10 @@ func (pol *Policy) Refuse(w http.ResponseWriter, r *http.Request, p *principal.P
 
 	if len(refused) == 0 {
 		WriteParseError(w) // misuse: nothing to refuse; fail closed anyway
+		return
+	}
+	if roleRefused >= 0 {
+		refuseRoles(w, d, refused[roleRefused])
 		return
 	}
 	first := refused[0]
@@ -353,6 +399,58 @@ func (pol *Policy) Refuse(w http.ResponseWriter, r *http.Request, p *principal.P
 			},
 		},
 	})
+}
+
+// refuseRoles answers a request refused because call lacks roles: 403
+// without a WWW-Authenticate challenge. A single call with an id gets a
+// JSON-RPC error (CodeForbidden, data.error "missing_roles"); anything else
+// the JSON body {"error":"missing_roles","error_description":…,
+// "missing_roles":[…]}.
+func refuseRoles(w http.ResponseWriter, d Decision, call ToolCall) {
+	w.Header().Set("Cache-Control", "no-store")
+	description := rolesDescription(call.Name, call.RequiredRoles)
+	if d.Batch || len(d.Calls) != 1 || !validID(call.ID) {
+		httpx.WriteJSON(w, http.StatusForbidden, map[string]any{
+			"error":             errMissingRoles,
+			"error_description": description,
+			"missing_roles":     call.MissingRoles,
+		})
+		return
+	}
+	httpx.WriteJSON(w, http.StatusForbidden, rpcErrorResponse{
+		JSONRPC: "2.0",
+		ID:      call.ID,
+		Error: rpcError{
+			Code:    CodeForbidden,
+			Message: errMissingRoles + ": " + description,
+			Data:    rolesData(call.MissingRoles, call.RequiredRoles),
+		},
+	})
+}
+
+// rolesDescription says which roles a tool needs, for the policy's
+// refusals (like the scope challenge's "tool X requires scope …").
+func rolesDescription(tool string, roles []string) string {
+	return fmt.Sprintf("tool %s requires %s", tool, roleList(roles))
+}
+
+// rolesMessage is the message of the two later checks' role refusals (like
+// their "insufficient scope: tool "X" requires scope …").
+func rolesMessage(tool string, roles []string) string {
+	return fmt.Sprintf("missing roles: tool %q requires %s", tool, roleList(roles))
+}
+
+func roleList(roles []string) string {
+	if len(roles) == 1 {
+		return "role " + roles[0]
+	}
+	return "roles " + strings.Join(roles, " ")
+}
+
+// rolesData is the data of a JSON-RPC role refusal. It has no "required"
+// member: clients read that one as the scopes to step up to.
+func rolesData(missing, required []string) map[string]any {
+	return map[string]any{"error": errMissingRoles, "missing_roles": missing, "required_roles": required}
 }
 
 type rpcErrorResponse struct {

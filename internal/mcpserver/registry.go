@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -17,9 +18,9 @@ import (
 	"github.com/mcpgate/mcpgate/internal/principal"
 )
 
-// Registry is the set of tools an MCP endpoint serves, each with the scopes
-// a caller needs to see and call it. Register every tool before passing the
-// registry to New; the zero value is ready to use.
+// Registry is the set of tools an MCP endpoint serves, each with what a
+// caller needs to see and call it (see Require). Register every tool before
+// passing the registry to New; the zero value is ready to use.
 type Registry struct {
 	mu        sync.RWMutex
 	tools     map[string]*registeredTool
@@ -28,8 +29,25 @@ type Registry struct {
 }
 
 type registeredTool struct {
-	scopes  []string
+	need    Require
 	install func(s *mcp.Server, env *toolEnv)
+}
+
+// Require is what a caller needs to see and call a tool: every scope in
+// Scopes granted to the credential (API key or access token) AND every role
+// in Roles held by the principal (principal.Roles: a local user's roles,
+// plus the roles an external issuer's token maps in). Both lists are
+// all-of; empty means no requirement.
+//
+// The two fail differently on purpose. A missing scope is answered with the
+// OAuth step-up challenge (403 insufficient_scope): the client can
+// re-authorize and get it. A missing role is answered with a plain 403 and
+// the JSON-RPC error CodeForbidden with data.missing_roles: no
+// re-authorization grants a role, only an administrator or the identity
+// provider does.
+type Require struct {
+	Scopes []string
+	Roles  []string
 }
 
 // toolEnv is what tool wrappers need from the Handler that installs them.
@@ -40,41 +58,46 @@ type toolEnv struct {
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{} }
 
-// AddTool registers a typed tool that needs every scope in scopes. The
-// handler runs only for a caller that holds them; it finds the caller with
-// principal.From(ctx).
+// AddTool registers a typed tool that needs every scope in scopes. It is
+// AddToolWith(r, t, Require{Scopes: scopes}, h).
+func AddTool[In, Out any](r *Registry, t *mcp.Tool, scopes []string, h mcp.ToolHandlerFor[In, Out]) {
+	addTool(r, "mcpserver.AddTool", t, Require{Scopes: scopes}, h)
+}
+
+// AddToolWith registers a typed tool that needs everything in need: its
+// scopes and its roles. The handler runs only for a caller that holds them;
+// it finds the caller with principal.From(ctx).
 //
-// The wrapper around h:
+// A caller without them does not see the tool in tools/list, and a
+// tools/call is refused before the tool runs: by the HTTP policy, again by
+// the SDK middleware, and a third time by the wrapper around h, which also:
 //   - puts the request's principal into ctx. The SDK hands tool handlers a
 //     context derived from the one the MCP session was created with, so
 //     without this, tool code on a stateful session would see the principal
 //     of the session's first request (stale scopes, a since-revoked key);
-//   - re-checks the scopes (defence in depth: the HTTP layer refuses such
-//     calls before they reach the SDK) and answers an isError result if any
-//     is missing;
 //   - turns errors that are not *ToolError (or *jsonrpc.Error) into a generic
 //     "internal error" result and logs them, so driver messages never reach
 //     the caller, and recovers a panicking handler instead of crashing the
 //     process (SDK handlers run outside any net/http recovery).
 //
-// AddTool panics on a nil tool, an empty or duplicate name, an empty scope,
-// or when the registry is already in use by a Handler: all are programming
-// errors found at startup.
-func AddTool[In, Out any](r *Registry, t *mcp.Tool, scopes []string, h mcp.ToolHandlerFor[In, Out]) {
+// AddToolWith panics on a nil tool, an empty or duplicate name, an empty
+// scope or role (or one with spaces, quotes or control characters), or when
+// the registry is already in use by a Handler: all are programming errors
+// found at startup.
+func AddToolWith[In, Out any](r *Registry, t *mcp.Tool, need Require, h mcp.ToolHandlerFor[In, Out]) {
+	addTool(r, "mcpserver.AddToolWith", t, need, h)
+}
+
+func addTool[In, Out any](r *Registry, fn string, t *mcp.Tool, req Require, h mcp.ToolHandlerFor[In, Out]) {
 	if t == nil || t.Name == "" {
-		panic("mcpserver.AddTool: tool without a name")
+		panic(fn + ": tool without a name")
 	}
 	if h == nil {
-		panic(fmt.Sprintf("mcpserver.AddTool %q: nil handler", t.Name))
+		panic(fmt.Sprintf("%s %q: nil handler", fn, t.Name))
 	}
-	var need []string
-	for _, s := range scopes {
-		if s == "" || strings.ContainsAny(s, " \t\r\n\"\\") {
-			panic(fmt.Sprintf("mcpserver.AddTool %q: invalid scope %q", t.Name, s))
-		}
-		if !slices.Contains(need, s) {
-			need = append(need, s)
-		}
+	need := Require{
+		Scopes: checkNames(fn, t.Name, "scope", req.Scopes),
+		Roles:  checkNames(fn, t.Name, "role", req.Roles),
 	}
 	name := t.Name
 	tool := *t // the caller's value stays untouched
@@ -85,27 +108,55 @@ func AddTool[In, Out any](r *Registry, t *mcp.Tool, scopes []string, h mcp.ToolH
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.installed {
-		panic(fmt.Sprintf("mcpserver.AddTool %q: registry already used by a Handler; register tools before calling New", name))
+		panic(fmt.Sprintf("%s %q: registry already used by a Handler; register tools before calling New", fn, name))
 	}
 	if r.tools == nil {
 		r.tools = make(map[string]*registeredTool)
 	}
 	if _, dup := r.tools[name]; dup {
-		panic(fmt.Sprintf("mcpserver.AddTool: duplicate tool %q", name))
+		panic(fmt.Sprintf("%s: duplicate tool %q", fn, name))
 	}
-	r.tools[name] = &registeredTool{scopes: need, install: install}
+	r.tools[name] = &registeredTool{need: need, install: install}
 	r.order = append(r.order, name)
+}
+
+// checkNames validates and de-duplicates scope or role names. They go into
+// challenges and messages joined by spaces, so none may contain one.
+func checkNames(fn, tool, kind string, names []string) []string {
+	var out []string
+	for _, n := range names {
+		if n == "" || strings.ContainsAny(n, " \t\r\n\"\\") || strings.ContainsFunc(n, unicode.IsControl) {
+			panic(fmt.Sprintf("%s %q: invalid %s %q", fn, tool, kind, n))
+		}
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // Scopes returns the scopes tool needs, and false for an unknown tool.
 func (r *Registry) Scopes(tool string) ([]string, bool) {
+	need, ok := r.Requirements(tool)
+	return need.Scopes, ok
+}
+
+// Roles returns the roles tool needs, and false for an unknown tool.
+func (r *Registry) Roles(tool string) ([]string, bool) {
+	need, ok := r.Requirements(tool)
+	return need.Roles, ok
+}
+
+// Requirements returns what a caller needs to call tool (copies), and false
+// for an unknown tool.
+func (r *Registry) Requirements(tool string) (Require, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	rt, ok := r.tools[tool]
 	if !ok {
-		return nil, false
+		return Require{}, false
 	}
-	return slices.Clone(rt.scopes), true
+	return Require{Scopes: slices.Clone(rt.need.Scopes), Roles: slices.Clone(rt.need.Roles)}, true
 }
 
 // AllScopes returns every scope any tool needs, sorted and unique (for the
@@ -115,19 +166,19 @@ func (r *Registry) AllScopes() []string {
 	defer r.mu.RUnlock()
 	var all []string
 	for _, rt := range r.tools {
-		all = append(all, rt.scopes...)
+		all = append(all, rt.need.Scopes...)
 	}
 	sort.Strings(all)
 	return slices.Compact(all)
 }
 
-// canCall reports whether p holds every scope tool needs; unknown tools are
-// never callable (fail closed).
+// canCall reports whether p holds every scope and role tool needs; unknown
+// tools are never callable (fail closed).
 func (r *Registry) canCall(p *principal.Principal, tool string) bool {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	rt, ok := r.tools[tool]
-	return ok && p != nil && len(p.MissingScopes(rt.scopes)) == 0
+	return ok && p != nil && len(p.MissingScopes(rt.need.Scopes)) == 0 && len(p.MissingRoles(rt.need.Roles)) == 0
 }
 
 // installAll adds every tool to s and freezes the registry.
@@ -163,7 +214,7 @@ func Errorf(format string, args ...any) error {
 // not theirs to know.
 var errInternal = &ToolError{msg: "internal error: the request could not be completed"}
 
-func wrapTool[In, Out any](name string, need []string, env *toolEnv, h mcp.ToolHandlerFor[In, Out]) mcp.ToolHandlerFor[In, Out] {
+func wrapTool[In, Out any](name string, need Require, env *toolEnv, h mcp.ToolHandlerFor[In, Out]) mcp.ToolHandlerFor[In, Out] {
 	return func(ctx context.Context, req *mcp.CallToolRequest, in In) (res *mcp.CallToolResult, out Out, err error) {
 		var zero Out
 		state := callStateFrom(ctx)
@@ -174,11 +225,17 @@ func wrapTool[In, Out any](name string, need []string, env *toolEnv, h mcp.ToolH
 			env.logger.Error("mcp tool called without a principal", "tool", name)
 			return nil, zero, &ToolError{msg: "unauthenticated"}
 		}
-		if missing := p.MissingScopes(need); len(missing) > 0 {
+		if missing := p.MissingRoles(need.Roles); len(missing) > 0 {
+			if state != nil {
+				state.missingRoles = missing
+			}
+			return nil, zero, &ToolError{msg: rolesMessage(name, need.Roles)}
+		}
+		if missing := p.MissingScopes(need.Scopes); len(missing) > 0 {
 			if state != nil {
 				state.missing = missing
 			}
-			return nil, zero, &ToolError{msg: fmt.Sprintf("insufficient scope: tool %q requires scope %s", name, strings.Join(need, " "))}
+			return nil, zero, &ToolError{msg: fmt.Sprintf("insufficient scope: tool %q requires scope %s", name, strings.Join(need.Scopes, " "))}
 		}
 		ctx = principal.With(ctx, p)
 

@@ -45,6 +45,48 @@ func (p *Principal) MissingScopes(need []string) []string {
 	return missing
 }
 
+// HasRole reports whether the principal holds role. Roles are compared
+// exactly (case-sensitive): "Auditor" is not "auditor".
+func (p *Principal) HasRole(role string) bool {
+	return p != nil && slices.Contains(p.Roles, role)
+}
+
+// MissingRoles returns the roles in need that the principal lacks, in order.
+func (p *Principal) MissingRoles(need []string) []string {
+	var missing []string
+	for _, r := range need {
+		if !p.HasRole(r) {
+			missing = append(missing, r)
+		}
+	}
+	return missing
+}
+
+// ClaimString returns the claim name when it is a non-empty string, such as
+// an organisation id for a tool that scopes its data by organisation:
+//
+//	org, ok := p.ClaimString("organization_id")
+//	if !ok {
+//		return mcpserver.Errorf("this tool needs an organization_id claim")
+//	}
+//	rows := store.ListInvoices(ctx, org) // only this organisation's rows
+//
+// ok is false for a nil principal, a missing claim, a claim of another type
+// (a number, a list, an object) and an empty string, so a tool that scopes
+// data by the claim fails closed instead of querying with "". Claims come
+// from the credential: every claim of an external issuer's token, nothing
+// but "jti" for mcpgate's own access tokens, none for API keys.
+func (p *Principal) ClaimString(name string) (string, bool) {
+	if p == nil {
+		return "", false
+	}
+	s, ok := p.Claims[name].(string)
+	if !ok || s == "" {
+		return "", false
+	}
+	return s, true
+}
+
 type ctxKey struct{}
 
 // With returns a context carrying p.

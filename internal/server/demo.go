@@ -21,7 +21,7 @@ var demoUsers = []struct {
 }{
 	{"alice@example.com", "Alice", []string{"admin"}},
 	{"bob@example.com", "Bob", nil},
-	{"charlie@example.com", "Charlie", nil},
+	{"charlie@example.com", "Charlie", []string{demo.RoleAuditor}},
 }
 
 // bootstrapDemo makes sure the demo users and ledger exist. A user created now
@@ -57,7 +57,7 @@ func bootstrapDemo(ctx context.Context, c *Core, out io.Writer) error {
 		return fmt.Errorf("seeding demo ledger: %w", err)
 	}
 	if len(created) == 0 {
-		fmt.Fprintln(out, "Demo users alice@example.com (admin), bob@example.com and charlie@example.com exist already: their sign-in secrets and keys were shown only on the first start.")
+		fmt.Fprintln(out, "Demo users alice@example.com (admin), bob@example.com and charlie@example.com (auditor) exist already: their sign-in secrets and keys were shown only on the first start.")
 		fmt.Fprintln(out, "Lost them? See `mcpgate user --help` and `mcpgate key create --help`.")
 		return nil
 	}

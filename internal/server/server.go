@@ -197,12 +197,18 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	// with credentials, so the cookie flow works cross-origin; CSRF
 	// protection trusts the same origins).
 	apiMux := http.NewServeMux()
-	api.New(api.Options{
+	apiOpts := api.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB, Authn: s.authn,
 		MCPHandler: mcpChain, MCPURL: cfg.MCPURL(), GrantableScopes: grantable, SessionKeyScopes: reg.AllScopes(),
 		CSRFTrustedOrigins: cfg.AllowedOrigins, Apps: s.oauth, Logger: s.log,
-	}).Routes(apiMux)
+	}
+	if !cfg.DisablePasswordLogin {
+		// POST /auth/login, GET /auth/status: simple token login for scripts.
+		apiOpts.DirectLogin = s.oauth
+	}
+	api.New(apiOpts).Routes(apiMux)
 	mux.Handle("/api/", httpx.CORS(s.authn.OriginAllowed, apiMux))
+	mux.Handle("/auth/", httpx.CORS(s.authn.OriginAllowed, apiMux))
 	pages.Routes(mux)
 	pages.OAuthRoutes(mux, s.oauth)
 

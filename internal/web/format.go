@@ -208,6 +208,7 @@ var reasonLabels = map[string]string{
 	audit.ReasonQueryCredential: "credential in URL",
 	audit.ReasonAmbiguous:       "several credentials",
 	audit.ReasonMissingScopes:   "missing scopes",
+	audit.ReasonMissingRoles:    "missing roles",
 	audit.ReasonSessionOwner:    "session of another user",
 	audit.ReasonUnknownUser:     "unknown email",
 	audit.ReasonBadPassword:     "wrong password",
