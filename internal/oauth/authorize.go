@@ -218,6 +218,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.unavailablePage(w, r, err)
 		return
 	}
+	s.bindBrowser(w, req.ID)
 	consent := s.opts.ConsentPath + "?request=" + url.QueryEscape(req.ID)
 	if user == nil {
 		http.Redirect(w, r, s.opts.LoginPath+"?return_to="+url.QueryEscape(consent), http.StatusSeeOther)

@@ -43,6 +43,9 @@ type OAuth interface {
 	// ConfirmEachTime: the user must confirm an authorization of the
 	// client at redirectURI even when consent given before covers it.
 	ConfirmEachTime(ctx context.Context, clientID, redirectURI string) (bool, error)
+	// BrowserBound: the request comes from the browser that started the
+	// pending authorization (a leaked request id is useless elsewhere).
+	BrowserBound(r *http.Request, id string) bool
 	ListGrants(ctx context.Context, userID string) ([]oauth.GrantView, error)
 	RevokeGrant(ctx context.Context, userID, grantID string) error
 }
@@ -90,6 +93,10 @@ type consentData struct {
 // allowed everything before.
 func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *caller) {
 	id := r.URL.Query().Get("request")
+	if !p.o.BrowserBound(r, id) {
+		p.foreignBrowser(w, r, c)
+		return
+	}
 	v, err := p.o.PendingFor(r.Context(), id, c.user)
 	if err != nil {
 		p.pendingError(w, r, c, err)
@@ -118,6 +125,13 @@ func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *call
 	h.page(w, r, c, http.StatusOK, "consent", "", "Allow access", consentData{Pending: v, ClientLabel: clientLabel(v), Signed: signed}, "")
 }
 
+// foreignBrowser answers a consent request from a browser that did not
+// start the authorization.
+func (p *oauthPages) foreignBrowser(w http.ResponseWriter, r *http.Request, c *caller) {
+	p.h.errorPage(w, r, c, http.StatusForbidden, "Start again from your application",
+		"This authorization request was started in another browser, or it has expired. Go back to the application you were connecting and start the connection again.")
+}
+
 // consentDecide records Allow or Deny and sends the browser to the client.
 func (p *oauthPages) consentDecide(w http.ResponseWriter, r *http.Request, c *caller) {
 	h := p.h
@@ -125,6 +139,10 @@ func (p *oauthPages) consentDecide(w http.ResponseWriter, r *http.Request, c *ca
 		return
 	}
 	id := r.PostForm.Get("request")
+	if !p.o.BrowserBound(r, id) {
+		p.foreignBrowser(w, r, c)
+		return
+	}
 	var (
 		loc string
 		err error

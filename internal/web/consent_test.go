@@ -28,6 +28,8 @@ type fakeOAuth struct {
 	confirm   map[string]bool // client_id + " " + redirect URI: ConfirmEachTime answers true
 }
 
+func (f *fakeOAuth) BrowserBound(*http.Request, string) bool { return true }
+
 func (f *fakeOAuth) ConfirmEachTime(_ context.Context, clientID, redirectURI string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
