@@ -67,6 +67,9 @@ type Config struct {
 	DisablePasswordLogin bool
 
 	ExternalIssuersFile string // JSON file of trusted external token issuers (external.go)
+	// UpstreamProvidersFile lists the identity providers offered on the
+	// login page (upstream.go).
+	UpstreamProvidersFile string
 }
 
 // Defaults returns a Config with every default filled in.
@@ -135,6 +138,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.DisableRegistration, "disable-registration", c.DisableRegistration, "turn off dynamic client registration (RFC 7591); client metadata documents and pre-registered clients still work")
 	fs.BoolVar(&c.DisablePasswordLogin, "disable-password-login-endpoint", c.DisablePasswordLogin, "turn off POST /auth/login and GET /auth/status, the email-and-password token login for scripts (the client sees the password; OAuth and API keys still work)")
 	fs.StringVar(&c.ExternalIssuersFile, "external-issuers-file", c.ExternalIssuersFile, "JSON file listing trusted external token issuers whose access tokens /mcp accepts (JWKS or introspection; see docs/configuration.md)")
+	fs.StringVar(&c.UpstreamProvidersFile, "upstream-providers-file", c.UpstreamProvidersFile, "JSON file listing upstream identity providers (OIDC, GitHub) offered as \"Continue with …\" on the login page (see docs/upstream-login.md)")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }
 
@@ -321,6 +325,11 @@ func (c *Config) Validate() error {
 		// before any database is touched.
 		if _, err := c.ExternalIssuers(); err != nil {
 			errs = append(errs, fmt.Sprintf("--external-issuers-file %q:\n%v", c.ExternalIssuersFile, err))
+		}
+	}
+	if c.UpstreamProvidersFile != "" {
+		if _, err := c.UpstreamProviders(); err != nil {
+			errs = append(errs, err.Error())
 		}
 	}
 	if c.Retention < time.Hour {

@@ -28,6 +28,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/tokens"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 	"github.com/mcpgate/mcpgate/internal/web"
 	"github.com/mcpgate/mcpgate/verify"
 )
@@ -142,9 +143,20 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		Logger:            s.log,
 	})
 	grantable := append(reg.AllScopes(), authn.DefaultAccountScope)
+	// Upstream identity providers (--upstream-providers-file): "Continue
+	// with …" on the login page.
+	upstreams, err := cfg.UpstreamProviders()
+	if err != nil {
+		return err
+	}
+	var buttons []web.LoginProvider
+	for _, p := range upstreams {
+		buttons = append(buttons, web.LoginProvider{Name: p.Name, DisplayName: p.DisplayName})
+	}
 	pages := web.New(web.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,
 		GrantableScopes: grantable, MCPURL: cfg.MCPURL(), Audit: s.core.Audit, Logger: s.log,
+		LoginProviders: buttons,
 	})
 	s.oauth = oauth.NewServer(oauth.ServerOptions{
 		Store: s.core.DB, Clients: s.clients, Tokens: iss, Audit: s.core.Audit,
@@ -211,6 +223,18 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	mux.Handle("/auth/", httpx.CORS(s.authn.OriginAllowed, apiMux))
 	pages.Routes(mux)
 	pages.OAuthRoutes(mux, s.oauth)
+	if len(upstreams) > 0 {
+		up, err := upstream.New(upstream.Options{
+			Providers: upstreams, BaseURL: cfg.BaseURL(),
+			Accounts: identity.NewProvisioner(s.core.Users, s.core.DB), Sessions: s.core.Sessions,
+			Audit: s.core.Audit, ErrorPage: pages.ErrorPage, SafeReturnTo: web.SafeReturnTo,
+			Logger: s.log,
+		})
+		if err != nil {
+			return err
+		}
+		up.Routes(mux)
+	}
 
 	// Authorization-server metadata (RFC 8414, OIDC discovery), JWKS,
 	// registration (RFC 7591) and the endpoints.

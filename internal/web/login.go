@@ -48,8 +48,24 @@ func SafeReturnTo(raw string) string {
 }
 
 type loginData struct {
-	Email    string
-	ReturnTo string
+	Email     string
+	ReturnTo  string
+	Providers []loginButton
+}
+
+type loginButton struct {
+	DisplayName string
+	URL         string // /login/upstream/{name}?return_to=…
+}
+
+// providers returns the "Continue with …" buttons, coming back to returnTo.
+func (h *Handler) providers(returnTo string) []loginButton {
+	out := make([]loginButton, 0, len(h.opts.LoginProviders))
+	for _, p := range h.opts.LoginProviders {
+		out = append(out, loginButton{DisplayName: p.DisplayName,
+			URL: "/login/upstream/" + url.PathEscape(p.Name) + "?return_to=" + url.QueryEscape(returnTo)})
+	}
+	return out
 }
 
 // loginForm shows the login page, or sends a logged-in visitor on.
@@ -59,7 +75,7 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		return
 	}
-	v := view{Title: "Sign in", Data: loginData{ReturnTo: returnTo}}
+	v := view{Title: "Sign in", Data: loginData{ReturnTo: returnTo, Providers: h.providers(returnTo)}}
 	v.setNotice(r)
 	h.render(w, r, http.StatusOK, "login", v)
 }
@@ -74,7 +90,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	email, password := strings.TrimSpace(f.Get("email")), f.Get("password")
 	returnTo := SafeReturnTo(f.Get("return_to"))
-	data := loginData{Email: truncate(email, 254), ReturnTo: returnTo}
+	data := loginData{Email: truncate(email, 254), ReturnTo: returnTo, Providers: h.providers(returnTo)}
 	fail := func(status int, msg string) {
 		h.render(w, r, status, "login", view{Title: "Sign in", Error: msg, Data: data})
 	}

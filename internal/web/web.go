@@ -58,7 +58,13 @@ type Options struct {
 	// session as auth.rejected (reason csrf), like authn does for the JSON
 	// API. Everything else is audited by the services the pages call.
 	Audit audit.Recorder
+	// LoginProviders are the upstream identity providers the login page
+	// offers as "Continue with <DisplayName>" (/login/upstream/{Name}).
+	LoginProviders []LoginProvider
 }
+
+// LoginProvider is an upstream identity provider as the login page shows it.
+type LoginProvider struct{ Name, DisplayName string }
 
 // RoleAdmin is the role that opens the admin area.
 const RoleAdmin = "admin"

@@ -1,0 +1,332 @@
+package config
+
+// Upstream identity providers: the JSON file named by
+// --upstream-providers-file (MCPGATE_UPSTREAM_PROVIDERS_FILE) lists the
+// providers the login page offers as "Continue with <display_name>". See
+// docs/upstream-login.md; in short:
+//
+//	{"providers": [{
+//	  "name": "corp",
+//	  "display_name": "Corp SSO",
+//	  "type": "oidc",
+//	  "issuer": "https://sso.example.com/realms/main",
+//	  "client_id": "mcpgate",
+//	  "client_secret_env": "CORP_SSO_SECRET",
+//	  "scopes": ["openid", "email", "profile"],
+//	  "quirks": {"omit_resource": true, "audience": "", "allow_issuer_mismatch_for_multitenant": false},
+//	  "link_by_email": false,
+//	  "allow": {"email_domains": ["example.com"], "groups": [], "claims": {"department": ["eng"]}}
+//	}]}
+//
+// Unknown fields are errors and every problem is reported at once.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
+// Upstream provider types.
+const (
+	UpstreamOIDC   = "oidc"
+	UpstreamGitHub = "github"
+)
+
+// Defaults of GitHub providers.
+const (
+	DefaultGitHubIssuer  = "https://github.com" // the identity source name links are stored under
+	DefaultGitHubAuthURL = "https://github.com/login/oauth/authorize"
+	DefaultGitHubToken   = "https://github.com/login/oauth/access_token"
+	DefaultGitHubAPI     = "https://api.github.com"
+)
+
+const (
+	maxUpstreamFileBytes = 1 << 20
+	maxUpstreamProviders = 50
+	maxAllowEntries      = 1000
+)
+
+var upstreamNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
+
+// UpstreamProvider is one validated entry of the upstream providers file.
+type UpstreamProvider struct {
+	// Name is the path segment (/login/upstream/{name}) and the audit label.
+	Name string
+	// DisplayName is shown on the button: "Continue with <DisplayName>".
+	DisplayName string
+	Type        string // UpstreamOIDC or UpstreamGitHub
+	// Issuer: the OIDC issuer (discovery at Issuer/.well-known/openid-configuration).
+	// For GitHub, the name its links are stored under (default https://github.com).
+	Issuer       string
+	ClientID     string
+	ClientSecret string // from the file or the variable ClientSecretEnv names
+	Scopes       []string
+	Quirks       UpstreamQuirks
+	// LinkByEmail allows linking to an existing user with the same email
+	// when the provider says the email is verified.
+	LinkByEmail bool
+	Allow       UpstreamAllow
+	// GitHub endpoints (defaults: github.com); overridable for GitHub
+	// Enterprise Server and tests.
+	AuthURL, TokenURL, APIURL string
+}
+
+// UpstreamQuirks are per-provider compatibility settings.
+type UpstreamQuirks struct {
+	// Resource is an RFC 8707 resource indicator sent with the
+	// authorization and token requests; OmitResource never sends one
+	// (for providers that reject the parameter).
+	Resource     string
+	OmitResource bool
+	// Audience is sent as the "audience" parameter (Auth0 style).
+	Audience string
+	// AllowIssuerMismatchForMultitenant: the discovered issuer is a
+	// template with "{tenantid}" (Entra ID /common, /organizations); an ID
+	// token's iss is accepted when it matches the template.
+	AllowIssuerMismatchForMultitenant bool
+}
+
+// UpstreamAllow restricts who may log in. Every non-empty rule must hold.
+type UpstreamAllow struct {
+	EmailDomains []string            // the verified email's domain is one of these
+	Groups       []string            // the "groups" claim contains one of these
+	Claims       map[string][]string // each named claim has (contains) one of the values
+}
+
+// UpstreamProviders loads the file named by --upstream-providers-file (nil
+// when unset).
+func (c *Config) UpstreamProviders() ([]UpstreamProvider, error) {
+	if c.UpstreamProvidersFile == "" {
+		return nil, nil
+	}
+	f, err := os.Open(c.UpstreamProvidersFile)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-providers-file: %w", err)
+	}
+	defer f.Close()
+	var buf bytes.Buffer
+	if _, err := buf.ReadFrom(io.LimitReader(f, maxUpstreamFileBytes+1)); err != nil {
+		return nil, fmt.Errorf("--upstream-providers-file %s: %w", c.UpstreamProvidersFile, err)
+	}
+	if buf.Len() > maxUpstreamFileBytes {
+		return nil, fmt.Errorf("--upstream-providers-file %s: larger than %d bytes", c.UpstreamProvidersFile, maxUpstreamFileBytes)
+	}
+	list, err := ParseUpstreamProviders(buf.Bytes(), os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("--upstream-providers-file %s:\n%w", c.UpstreamProvidersFile, err)
+	}
+	var errs []string
+	for i, p := range list {
+		if p.Issuer == c.BaseURL() {
+			errs = append(errs, fmt.Sprintf("%s: issuer is mcpgate's own public URL", upstreamLabel(i, p.Name)))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("--upstream-providers-file %s:\n%w", c.UpstreamProvidersFile, joinErrs(errs))
+	}
+	return list, nil
+}
+
+type upstreamFileEntry struct {
+	Name            string   `json:"name"`
+	DisplayName     string   `json:"display_name"`
+	Type            string   `json:"type"`
+	Issuer          string   `json:"issuer"`
+	ClientID        string   `json:"client_id"`
+	ClientSecret    string   `json:"client_secret"`
+	ClientSecretEnv string   `json:"client_secret_env"`
+	Scopes          []string `json:"scopes"`
+	Quirks          struct {
+		Resource                          string `json:"resource"`
+		OmitResource                      bool   `json:"omit_resource"`
+		Audience                          string `json:"audience"`
+		AllowIssuerMismatchForMultitenant bool   `json:"allow_issuer_mismatch_for_multitenant"`
+	} `json:"quirks"`
+	LinkByEmail bool `json:"link_by_email"`
+	Allow       struct {
+		EmailDomains []string            `json:"email_domains"`
+		Groups       []string            `json:"groups"`
+		Claims       map[string][]string `json:"claims"`
+	} `json:"allow"`
+	AuthURL  string `json:"auth_url"`
+	TokenURL string `json:"token_url"`
+	APIURL   string `json:"api_url"`
+}
+
+// ParseUpstreamProviders parses and validates an upstream providers file,
+// reporting every problem at once.
+func ParseUpstreamProviders(data []byte, getenv func(string) string) ([]UpstreamProvider, error) {
+	var doc struct {
+		Providers []json.RawMessage `json:"providers"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf(`not a JSON object of the form {"providers": [...]}: %v`, err)
+	}
+	if dec.More() {
+		return nil, errors.New("trailing data after the JSON object")
+	}
+	if len(doc.Providers) == 0 {
+		return nil, errors.New(`"providers" is empty: list at least one provider, or do not set the file`)
+	}
+	if len(doc.Providers) > maxUpstreamProviders {
+		return nil, fmt.Errorf("%d providers listed; at most %d are supported", len(doc.Providers), maxUpstreamProviders)
+	}
+	var errs []string
+	var out []UpstreamProvider
+	names := map[string]int{}
+	for i, raw := range doc.Providers {
+		var fe upstreamFileEntry
+		d := json.NewDecoder(bytes.NewReader(raw))
+		d.DisallowUnknownFields()
+		if err := d.Decode(&fe); err != nil {
+			errs = append(errs, fmt.Sprintf("%s: %v", upstreamLabel(i, ""), err))
+			continue
+		}
+		p, problems := fe.validate(getenv)
+		label := upstreamLabel(i, p.Name)
+		for _, m := range problems {
+			errs = append(errs, label+": "+m)
+		}
+		if p.Name != "" {
+			if j, dup := names[p.Name]; dup {
+				errs = append(errs, fmt.Sprintf("%s: name %q is also provider %d", label, p.Name, j+1))
+			}
+			names[p.Name] = i
+		}
+		out = append(out, p)
+	}
+	if len(errs) > 0 {
+		return nil, errors.New(strings.Join(errs, "\n"))
+	}
+	return out, nil
+}
+
+func upstreamLabel(i int, name string) string {
+	if name == "" {
+		return fmt.Sprintf("provider %d", i+1)
+	}
+	return fmt.Sprintf("provider %d (%q)", i+1, clipStr(name))
+}
+
+func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvider, []string) {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	p := UpstreamProvider{
+		Name: fe.Name, DisplayName: strings.TrimSpace(fe.DisplayName), Type: fe.Type, Issuer: fe.Issuer,
+		ClientID: fe.ClientID, ClientSecret: fe.ClientSecret, Scopes: slices.Clone(fe.Scopes), LinkByEmail: fe.LinkByEmail,
+		Quirks: UpstreamQuirks{Resource: fe.Quirks.Resource, OmitResource: fe.Quirks.OmitResource, Audience: fe.Quirks.Audience,
+			AllowIssuerMismatchForMultitenant: fe.Quirks.AllowIssuerMismatchForMultitenant},
+		Allow:   UpstreamAllow{EmailDomains: fe.Allow.EmailDomains, Groups: fe.Allow.Groups, Claims: fe.Allow.Claims},
+		AuthURL: fe.AuthURL, TokenURL: fe.TokenURL, APIURL: fe.APIURL,
+	}
+	if !upstreamNameRE.MatchString(p.Name) {
+		bad("name %q: must be 1 to 40 of a-z, 0-9, '-' and '_', starting with a letter or digit", clipStr(p.Name))
+	}
+	if p.DisplayName == "" {
+		p.DisplayName = p.Name
+	}
+	if utf8.RuneCountInString(p.DisplayName) > 60 || !utf8.ValidString(p.DisplayName) || strings.ContainsFunc(p.DisplayName, isControl) {
+		bad("display_name: must be at most 60 characters of plain text")
+	}
+	if p.ClientID == "" || len(p.ClientID) > 500 || strings.ContainsFunc(p.ClientID, isControl) {
+		bad("client_id: required (at most 500 characters)")
+	}
+	switch {
+	case fe.ClientSecret != "" && fe.ClientSecretEnv != "":
+		bad("set client_secret or client_secret_env, not both")
+	case fe.ClientSecretEnv != "":
+		if p.ClientSecret = getenv(fe.ClientSecretEnv); p.ClientSecret == "" {
+			bad("client_secret_env: the environment variable %s is empty or unset", clipStr(fe.ClientSecretEnv))
+		}
+	case fe.ClientSecret == "":
+		bad("client_secret or client_secret_env: required (mcpgate is a confidential client)")
+	}
+	for _, s := range p.Scopes {
+		if !validScopeToken(s) {
+			bad("scopes: %q is not a valid scope token", clipStr(s))
+		}
+	}
+	switch p.Type {
+	case UpstreamOIDC:
+		if msg := checkSecureURL(p.Issuer); msg != "" {
+			bad("issuer %q: %s", clipStr(p.Issuer), msg)
+		}
+		if len(p.Scopes) == 0 {
+			p.Scopes = []string{"openid", "email", "profile"}
+		} else if !slices.Contains(p.Scopes, "openid") {
+			bad(`scopes: must include "openid"`)
+		}
+		if p.AuthURL != "" || p.TokenURL != "" || p.APIURL != "" {
+			bad("auth_url, token_url and api_url are for github providers; oidc providers use discovery")
+		}
+		if p.Quirks.AllowIssuerMismatchForMultitenant && !strings.Contains(p.Issuer, "{tenantid}") && !strings.Contains(p.Issuer, "/common") && !strings.Contains(p.Issuer, "/organizations") {
+			bad("quirks.allow_issuer_mismatch_for_multitenant: only for multi-tenant issuers (…/common, …/organizations)")
+		}
+	case UpstreamGitHub:
+		p.Issuer = orDefault(p.Issuer, DefaultGitHubIssuer)
+		p.AuthURL = orDefault(p.AuthURL, DefaultGitHubAuthURL)
+		p.TokenURL = orDefault(p.TokenURL, DefaultGitHubToken)
+		p.APIURL = strings.TrimSuffix(orDefault(p.APIURL, DefaultGitHubAPI), "/")
+		for f, u := range map[string]string{"issuer": p.Issuer, "auth_url": p.AuthURL, "token_url": p.TokenURL, "api_url": p.APIURL} {
+			if msg := checkSecureURL(u); msg != "" {
+				bad("%s %q: %s", f, clipStr(u), msg)
+			}
+		}
+		if len(p.Scopes) == 0 {
+			p.Scopes = []string{"read:user", "user:email"}
+		}
+		if len(p.Allow.Groups) > 0 || len(p.Allow.Claims) > 0 {
+			bad("allow.groups and allow.claims: GitHub has no ID token claims; use allow.email_domains")
+		}
+		if p.Quirks.AllowIssuerMismatchForMultitenant {
+			bad("quirks.allow_issuer_mismatch_for_multitenant: only for oidc providers")
+		}
+	default:
+		bad(`type %q: must be "oidc" or "github"`, clipStr(p.Type))
+	}
+	if p.Quirks.OmitResource && p.Quirks.Resource != "" {
+		bad("quirks: omit_resource and resource contradict each other")
+	}
+	if p.Quirks.Resource != "" {
+		if msg := checkSecureURL(p.Quirks.Resource); msg != "" {
+			bad("quirks.resource %q: %s", clipStr(p.Quirks.Resource), msg)
+		}
+	}
+	if len(p.Quirks.Audience) > 500 || strings.ContainsFunc(p.Quirks.Audience, isControl) {
+		bad("quirks.audience: at most 500 characters of plain text")
+	}
+	for i, d := range p.Allow.EmailDomains {
+		d = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+		if d == "" || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") {
+			bad("allow.email_domains %q: must be a domain such as example.com", clipStr(d))
+		}
+		p.Allow.EmailDomains[i] = d
+	}
+	if len(p.Allow.EmailDomains) > maxAllowEntries || len(p.Allow.Groups) > maxAllowEntries || len(p.Allow.Claims) > 100 {
+		bad("allow: too many entries")
+	}
+	for _, g := range p.Allow.Groups {
+		if g == "" {
+			bad("allow.groups: empty group name")
+		}
+	}
+	for name, vals := range p.Allow.Claims {
+		if name == "" || len(vals) == 0 {
+			bad("allow.claims %q: needs a claim name and at least one value", clipStr(name))
+		}
+		switch name {
+		case "sub", "iss", "aud", "exp", "iat", "nonce":
+			bad("allow.claims %q: a protocol claim, not a user attribute", name)
+		}
+	}
+	return p, errs
+}

@@ -1,0 +1,76 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestParseUpstreamProviders(t *testing.T) {
+	env := map[string]string{"GH_SECRET": "from-env"}
+	getenv := func(k string) string { return env[k] }
+	list, err := ParseUpstreamProviders([]byte(`{"providers": [
+	  {"name": "corp", "display_name": "Corp SSO", "type": "oidc", "issuer": "https://sso.example.com/realms/main",
+	   "client_id": "mcpgate", "client_secret": "s", "quirks": {"omit_resource": true, "audience": "https://api.example.com"},
+	   "allow": {"email_domains": ["@Example.com"], "groups": ["eng"], "claims": {"dept": ["r&d"]}}, "link_by_email": true},
+	  {"name": "github", "type": "github", "client_id": "gh", "client_secret_env": "GH_SECRET"}
+	]}`), getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corp, gh := list[0], list[1]
+	if corp.DisplayName != "Corp SSO" || strings.Join(corp.Scopes, " ") != "openid email profile" || !corp.Quirks.OmitResource ||
+		corp.Quirks.Audience != "https://api.example.com" || corp.Allow.EmailDomains[0] != "example.com" || !corp.LinkByEmail {
+		t.Errorf("corp = %+v", corp)
+	}
+	if gh.ClientSecret != "from-env" || gh.Issuer != DefaultGitHubIssuer || gh.APIURL != DefaultGitHubAPI || gh.DisplayName != "github" ||
+		strings.Join(gh.Scopes, " ") != "read:user user:email" {
+		t.Errorf("github = %+v", gh)
+	}
+}
+
+func TestParseUpstreamProvidersReportsEverything(t *testing.T) {
+	_, err := ParseUpstreamProviders([]byte(`{"providers": [
+	  {"name": "Bad Name", "type": "saml", "client_id": ""},
+	  {"name": "ok", "type": "oidc", "issuer": "http://sso.example.com", "client_id": "c", "client_secret": "s", "client_secret_env": "X", "scopes": ["email"],
+	   "quirks": {"omit_resource": true, "resource": "https://r.example.com"}},
+	  {"name": "ok", "type": "github", "client_id": "c", "client_secret_env": "UNSET", "allow": {"groups": ["g"]}},
+	  {"name": "typo", "type": "oidc", "isuser": "https://x"}
+	]}`), func(string) string { return "" })
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`provider 1 ("Bad Name"): name`, `type "saml"`, "client_id: required", "client_secret or client_secret_env: required",
+		`provider 2 ("ok"): issuer "http://sso.example.com": must use https`, "not both", `must include "openid"`, "contradict",
+		`provider 3 ("ok"): client_secret_env: the environment variable UNSET`, "allow.groups", `name "ok" is also provider 2`,
+		`provider 4: json: unknown field "isuser"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	for _, doc := range []string{`{"providers": []}`, `{"providers": [{}]} x`, `[]`} {
+		if _, err := ParseUpstreamProviders([]byte(doc), func(string) string { return "" }); err == nil {
+			t.Errorf("%s accepted", doc)
+		}
+	}
+}
+
+func TestValidateUpstreamProvidersFile(t *testing.T) {
+	c := Defaults()
+	c.DataDir = t.TempDir()
+	c.UpstreamProvidersFile = filepath.Join(t.TempDir(), "up.json")
+	os.WriteFile(c.UpstreamProvidersFile, []byte(`{"providers": [{"name": "x", "type": "oidc"}]}`), 0o600)
+	c.Retention = 0
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "--upstream-providers-file") || !strings.Contains(err.Error(), "--retention") {
+		t.Fatalf("Validate = %v, want both problems", err)
+	}
+	c.Retention = Defaults().Retention
+	os.WriteFile(c.UpstreamProvidersFile, []byte(`{"providers": [{"name": "self", "type": "oidc", "issuer": "`+c.BaseURL()+`", "client_id": "c", "client_secret": "s"}]}`), 0o600)
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "mcpgate's own public URL") {
+		t.Errorf("own issuer: %v", err)
+	}
+}

@@ -1,0 +1,155 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/internal/browsertest"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/upstream"
+)
+
+// TestUpstreamLoginFromAnotherMcpgate: instance B is the upstream OIDC
+// provider of instance A (real discovery, JWKS, redirects, in Chromium). A
+// user of B signs in to A with "Continue with Instance B", is provisioned
+// at A, and calls a tool through A's /mcp as that new local user.
+func TestUpstreamLoginFromAnotherMcpgate(t *testing.T) {
+	b := newEnv(t)
+	var clientID string
+	a := newEnv(t, func(cfg *config.Config) {
+		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
+			Name: "mcpgate A", Confidential: true,
+			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		clientID = cl.ClientID
+		doc, _ := json.Marshal(map[string]any{"providers": []any{map[string]any{
+			"name": "instance-b", "display_name": "Instance B", "type": "oidc", "issuer": b.base,
+			"client_id": cl.ClientID, "client_secret": secret, "scopes": []string{"openid", "email", "profile"},
+		}}})
+		path := filepath.Join(t.TempDir(), "upstreams.json")
+		if err := os.WriteFile(path, doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.UpstreamProvidersFile = path
+	})
+
+	browser := browsertest.Start(t)
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	defer cancel()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(a.base+"/login"),
+		chromedp.WaitVisible(chromedp.CSS(`a.upstream-login`)),
+		chromedp.Click(chromedp.CSS(`a.upstream-login`)),
+		chromedp.WaitVisible(chromedp.CSS(`#email`)),
+	)
+	if err != nil {
+		t.Fatalf("starting the upstream login: %v", err)
+	}
+	loc, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatalf("starting the upstream login: %v", err)
+	}
+	if !strings.HasPrefix(loc, b.base+"/") {
+		t.Fatalf("Continue with Instance B went to %s, want instance B (%s)", loc, b.base)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#email`), "bob@example.com"),
+		chromedp.SendKeys(chromedp.CSS(`#password`), b.pws["bob@example.com"]),
+		chromedp.Click(chromedp.CSS(`form[action="/login"] button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.CSS(`button[name=decision][value=allow]`)),
+		chromedp.Click(chromedp.CSS(`button[name=decision][value=allow]`)),
+	)
+	if err != nil {
+		t.Fatalf("logging in and consenting at instance B: %v", err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if loc, err = chromedp.Run(ctx, chromedp.Location()); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(loc, a.base+"/account") {
+			break
+		}
+		if time.Now().After(deadline) {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`body`)))
+			t.Fatalf("not back at A's account page; at %s:\n%s", loc, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A provisioned a new local user for bob at B, linked by B's issuer
+	// and bob's subject there (B's user id).
+	bobAtB := b.ids["bob@example.com"]
+	link, err := a.srv.Core().DB.GetIdentity(context.Background(), b.base, bobAtB)
+	if err != nil {
+		t.Fatalf("no identity link for (%s, %s) at A: %v", b.base, bobAtB, err)
+	}
+	for email, id := range a.ids {
+		if id == link.UserID {
+			t.Fatalf("bob at B was linked to A's existing user %s (B does not verify emails)", email)
+		}
+	}
+	if ev := a.lastAudit(upstream.TypeLogin); ev.Outcome != "allow" || ev.UserID != link.UserID || ev.Details["provider"] != "instance-b" || ev.Details["subject"] != bobAtB {
+		t.Errorf("upstream.login event = %+v", ev)
+	}
+	if ev := a.lastAudit(identity.TypeUserProvisioned); ev.UserID != link.UserID || ev.Details["via"] != "upstream_login" {
+		t.Errorf("user.provisioned event = %+v", ev)
+	}
+
+	// The browser's A session cookie gets the session's MCP credential; a
+	// tool called through A's /mcp runs as the new user.
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{a.base + "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cookieHeader []string
+	for _, c := range cookies.Cookies {
+		if strings.Contains(c.Value, clientID) {
+			t.Fatalf("a cookie carries upstream data: %s", c.Name)
+		}
+		cookieHeader = append(cookieHeader, c.Name+"="+c.Value)
+	}
+	req, _ := http.NewRequest("POST", a.base+"/api/mcp/credentials", nil)
+	req.Header.Set("Cookie", strings.Join(cookieHeader, "; "))
+	req.Header.Set("Origin", a.base)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var cred map[string]any
+	json.Unmarshal(body, &cred)
+	key, _ := cred["api_key"].(string)
+	if resp.StatusCode != 200 || key == "" {
+		t.Fatalf("session credentials at A: %d %s", resp.StatusCode, body)
+	}
+	cs, err := a.connect(bearer(key), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "getAccountBalance", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("getAccountBalance through A: %v %+v", err, res)
+	}
+	out := res.StructuredContent.(map[string]any)
+	if want := identity.PlaceholderEmail(b.base, bobAtB); out["email"] != want || out["balance"] != 0.0 {
+		t.Errorf("tool result = %v, want the new user's (%s, balance 0)", out, want)
+	}
+}

@@ -1,0 +1,458 @@
+// Package upstream signs users in through upstream identity providers:
+// "Continue with <provider>" on the login page. Generic OIDC providers
+// (discovery, authorization code + PKCE + nonce + state, ID token verified
+// with coreos/go-oidc) and GitHub (OAuth 2 + its user API) are supported.
+//
+// The flow:
+//
+//	GET /login/upstream/{name}?return_to=/local/path
+//	  → 303 to the provider's authorization endpoint; the state, nonce,
+//	    PKCE verifier and return_to are kept here (in memory, 10 minutes,
+//	    single use), bound to this browser by a random cookie.
+//	GET /login/upstream/{name}/callback?code=…&state=…
+//	  → state checked (and consumed), code exchanged, ID token verified
+//	    (audience = client_id, nonce) or GitHub's user API asked, allow
+//	    rules applied, the user provisioned or linked by (issuer, subject)
+//	    through identity.Provisioner, an mcpgate session started, 303 to
+//	    return_to.
+//
+// The upstream's tokens never leave this package: they are used for the
+// one login and dropped. MCP clients get mcpgate's own tokens through
+// mcpgate's own OAuth flow, which continues at return_to.
+//
+// Every login attempt that reaches the callback is audited as
+// upstream.login (provider, subject when known, outcome, reason).
+package upstream
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// TypeLogin is the audit event of an upstream login attempt.
+const TypeLogin = "upstream.login"
+
+// Reasons of refused or failed upstream logins.
+const (
+	ReasonStateMismatch = "state_mismatch" // unknown, replayed, expired or other-browser state
+	ReasonNonceMismatch = "nonce_mismatch"
+	ReasonBadIDToken    = "bad_id_token" // missing, forged, expired, wrong audience or issuer
+	ReasonNotAllowed    = "not_allowed"  // the allow rules refused the account
+	ReasonUpstreamError = "upstream_error"
+	ReasonDenied        = "denied_at_provider" // the provider returned an error (the user said no)
+	ReasonUserDisabled  = "user_disabled"
+	ReasonInvalidClaims = "invalid_claims" // subject or issuer unusable
+)
+
+// FlowTTL is how long a started login may take.
+const FlowTTL = 10 * time.Minute
+
+const (
+	bindCookie      = "mcpgate_upstream"
+	maxPending      = 10_000
+	defaultTimeout  = 10 * time.Second
+	maxAPIBodyBytes = 1 << 20
+)
+
+// Options configure the handler. Providers, Accounts, Sessions, Audit and
+// ErrorPage are required.
+type Options struct {
+	Providers []config.UpstreamProvider
+	// BaseURL is mcpgate's public URL; callbacks are
+	// BaseURL/login/upstream/{name}/callback.
+	BaseURL  string
+	Accounts *identity.Provisioner
+	Sessions *session.Manager
+	Audit    audit.Recorder
+	// ErrorPage renders a readable error in the site's layout.
+	ErrorPage func(w http.ResponseWriter, r *http.Request, status int, title, message string)
+	// Timeout bounds each request to a provider (default 10 s).
+	Timeout time.Duration
+	// Transport, when set, is used for requests to providers.
+	Transport http.RoundTripper
+	Now       func() time.Time
+	Logger    *slog.Logger
+	// SafeReturnTo maps a requested return_to to a local path.
+	SafeReturnTo func(string) string
+}
+
+// Handler serves /login/upstream/….
+type Handler struct {
+	opts      Options
+	client    *http.Client
+	providers map[string]*provider
+
+	mu      sync.Mutex
+	pending map[string]*flow // by state
+}
+
+type flow struct {
+	provider string
+	nonce    string
+	verifier string
+	returnTo string
+	bind     [32]byte // SHA-256 of the browser-binding cookie
+	expires  time.Time
+}
+
+// New builds the handler.
+func New(opts Options) (*Handler, error) {
+	if opts.Accounts == nil || opts.Sessions == nil || opts.Audit == nil || opts.ErrorPage == nil || opts.SafeReturnTo == nil {
+		return nil, errors.New("upstream.New: Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are required")
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = defaultTimeout
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	tr := opts.Transport
+	if tr == nil {
+		tr = http.DefaultTransport
+	}
+	h := &Handler{
+		opts: opts, providers: map[string]*provider{}, pending: map[string]*flow{},
+		client: &http.Client{
+			Timeout: opts.Timeout, Transport: tr,
+			// Never follow a provider's redirects with the token or code.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+	}
+	for _, p := range opts.Providers {
+		h.providers[p.Name] = &provider{cfg: p, h: h}
+	}
+	return h, nil
+}
+
+// Routes mounts the login and callback endpoints.
+func (h *Handler) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("/login/upstream/{name}", h.secure(h.start))
+	mux.HandleFunc("/login/upstream/{name}/callback", h.secure(h.callback))
+}
+
+func (h *Handler) secure(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		hd := w.Header()
+		hd.Set("Cache-Control", "no-store")
+		hd.Set("Referrer-Policy", "no-referrer") // the code and state must not leak onwards
+		hd.Set("X-Frame-Options", "DENY")
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			hd.Set("Allow", "GET, HEAD")
+			h.opts.ErrorPage(w, r, http.StatusMethodNotAllowed, "Method not allowed", "This address does not accept "+r.Method+" requests.")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Handler) provider(w http.ResponseWriter, r *http.Request) (*provider, bool) {
+	p, ok := h.providers[r.PathValue("name")]
+	if !ok {
+		h.opts.ErrorPage(w, r, http.StatusNotFound, "Unknown sign-in provider", "This server does not offer sign-in with that provider. Go back to the sign-in page and pick another way.")
+	}
+	return p, ok
+}
+
+// start sends the browser to the provider.
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.provider(w, r)
+	if !ok {
+		return
+	}
+	oc, err := p.oauthConfig(r.Context())
+	if err != nil {
+		h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream: provider unavailable", slog.String("provider", p.cfg.Name), slog.Any("err", err))
+		h.record(r, p.cfg.Name, "", store.OutcomeDeny, ReasonUpstreamError, map[string]any{"stage": "discovery"})
+		h.opts.ErrorPage(w, r, http.StatusBadGateway, "Sign-in provider unavailable",
+			p.cfg.DisplayName+" could not be reached. Please try again in a moment, or sign in another way.")
+		return
+	}
+	state, nonce, bind := randToken(), randToken(), randToken()
+	f := &flow{
+		provider: p.cfg.Name, nonce: nonce, verifier: oauth2.GenerateVerifier(),
+		returnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")),
+		bind:     sha256.Sum256([]byte(bind)), expires: h.opts.Now().Add(FlowTTL),
+	}
+	if !h.put(state, f) {
+		w.Header().Set("Retry-After", "60")
+		h.opts.ErrorPage(w, r, http.StatusServiceUnavailable, "Too many sign-ins in progress", "Please try again in a minute.")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: bindCookie, Value: bind, Path: "/login/upstream/", MaxAge: int(FlowTTL / time.Second),
+		HttpOnly: true, Secure: strings.HasPrefix(h.opts.BaseURL, "https://"),
+		// Lax: sent on the provider's top-level redirect back here.
+		SameSite: http.SameSiteLaxMode,
+	})
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(f.verifier)}
+	if p.cfg.Type == config.UpstreamOIDC {
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
+	}
+	opts = append(opts, p.extraParams()...)
+	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusSeeOther)
+}
+
+func (h *Handler) put(state string, f *flow) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pending) >= maxPending {
+		now := h.opts.Now()
+		for k, v := range h.pending {
+			if now.After(v.expires) {
+				delete(h.pending, k)
+			}
+		}
+		if len(h.pending) >= maxPending {
+			return false
+		}
+	}
+	h.pending[state] = f
+	return true
+}
+
+// take removes and returns the flow of state (single use).
+func (h *Handler) take(state string) *flow {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	f := h.pending[state]
+	delete(h.pending, state)
+	return f
+}
+
+// callback finishes the login.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
+	p, ok := h.provider(w, r)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	name := p.cfg.Name
+	fail := func(status int, reason, subject string, details map[string]any, title, msg string) {
+		h.record(r, name, subject, store.OutcomeDeny, reason, details)
+		h.opts.ErrorPage(w, r, status, title, msg)
+	}
+	retry := "Go back to the sign-in page and try again."
+	state := q.Get("state")
+	var f *flow
+	if state != "" && len(state) <= 200 {
+		f = h.take(state)
+	}
+	if f == nil || f.provider != name || h.opts.Now().After(f.expires) || !h.boundTo(r, f) {
+		fail(http.StatusBadRequest, ReasonStateMismatch, "", nil, "Sign-in expired or invalid",
+			"This sign-in link is not valid any more (it was already used, is older than 10 minutes, or was started in another browser). "+retry)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: "/login/upstream/", MaxAge: -1, HttpOnly: true,
+		Secure: strings.HasPrefix(h.opts.BaseURL, "https://"), SameSite: http.SameSiteLaxMode})
+	if e := q.Get("error"); e != "" {
+		fail(http.StatusForbidden, ReasonDenied, "", map[string]any{"error": clip(e, 100), "error_description": clip(q.Get("error_description"), 300)},
+			"Sign-in cancelled", p.cfg.DisplayName+" did not sign you in. "+retry)
+		return
+	}
+	code := q.Get("code")
+	if code == "" || len(code) > 4096 {
+		fail(http.StatusBadRequest, ReasonUpstreamError, "", map[string]any{"stage": "callback", "error": "no code"}, "Sign-in failed",
+			p.cfg.DisplayName+" sent an unusable answer. "+retry)
+		return
+	}
+	acct, rf := p.account(r.Context(), code, f)
+	if rf != nil {
+		h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream: login refused", slog.String("provider", name),
+			slog.String("reason", rf.reason), slog.Any("err", rf.err))
+		d := map[string]any{"error": clip(errString(rf.err), 300)}
+		switch rf.reason {
+		case ReasonUpstreamError:
+			fail(http.StatusBadGateway, rf.reason, rf.subject, d, "Sign-in failed", p.cfg.DisplayName+" did not answer correctly. Please try again in a moment, or sign in another way.")
+		default:
+			fail(http.StatusForbidden, rf.reason, rf.subject, d, "Sign-in refused", p.cfg.DisplayName+" sent an answer mcpgate cannot trust. "+retry)
+		}
+		return
+	}
+	if msg, ok := allowed(p.cfg.Allow, acct); !ok {
+		fail(http.StatusForbidden, ReasonNotAllowed, acct.Subject, map[string]any{"rule": msg}, "Not allowed",
+			"Your "+p.cfg.DisplayName+" account is not allowed to sign in to this server ("+msg+"). Ask your mcpgate administrator.")
+		return
+	}
+	u, err := h.opts.Accounts.Provision(r.Context(), identity.ExternalAccount{
+		Issuer: acct.Issuer, Subject: acct.Subject, Email: acct.Email, EmailVerified: acct.EmailVerified,
+		Name: acct.Name, LinkByEmail: p.cfg.LinkByEmail, Via: "upstream_login",
+	})
+	if err != nil {
+		if _, ok := errors.AsType[*identity.ValidationError](err); ok {
+			fail(http.StatusForbidden, ReasonInvalidClaims, "", map[string]any{"error": clip(err.Error(), 300)}, "Sign-in refused",
+				p.cfg.DisplayName+" described your account in a way mcpgate cannot use. Ask your mcpgate administrator.")
+			return
+		}
+		h.unavailable(w, r, err)
+		return
+	}
+	if u.Disabled {
+		fail(http.StatusForbidden, ReasonUserDisabled, acct.Subject, map[string]any{"user_id": u.ID}, "Account disabled",
+			"Your mcpgate account is disabled. Ask your mcpgate administrator.")
+		return
+	}
+	sess, err := h.opts.Sessions.Start(r.Context(), w, r, u)
+	if err != nil {
+		h.unavailable(w, r, err)
+		return
+	}
+	h.opts.Audit.Record(r.Context(), audit.Event{
+		Type: TypeLogin, Outcome: store.OutcomeAllow, UserID: u.ID, CredentialID: sess.ID,
+		Details: map[string]any{"provider": name, "subject": acct.Subject, "issuer": acct.Issuer},
+	})
+	http.Redirect(w, r, f.returnTo, http.StatusSeeOther)
+}
+
+func (h *Handler) boundTo(r *http.Request, f *flow) bool {
+	c, err := r.Cookie(bindCookie)
+	if err != nil {
+		return false
+	}
+	sum := sha256.Sum256([]byte(c.Value))
+	return subtle.ConstantTimeCompare(sum[:], f.bind[:]) == 1
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
+	h.opts.Logger.LogAttrs(r.Context(), slog.LevelError, "upstream: login failed", slog.Any("err", err))
+	w.Header().Set("Retry-After", "5")
+	h.opts.ErrorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable",
+		"mcpgate could not complete this sign-in right now. Please try again in a moment.")
+}
+
+func (h *Handler) record(r *http.Request, provider, subject, outcome, reason string, details map[string]any) {
+	d := map[string]any{"provider": provider}
+	if subject != "" {
+		d["subject"] = clip(subject, 255)
+	}
+	for k, v := range details {
+		d[k] = v
+	}
+	h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeLogin, Outcome: outcome, Reason: reason, Details: d})
+}
+
+// account is what a provider said about the user.
+type account struct {
+	Issuer, Subject, Email, Name string
+	EmailVerified                bool
+	Groups                       []string
+	Claims                       map[string]any
+}
+
+// refusal is a failed callback: the audit reason, the subject when known.
+type refusal struct {
+	reason, subject string
+	err             error
+}
+
+// allowed applies the allow rules; every configured rule must hold.
+func allowed(a config.UpstreamAllow, acct account) (string, bool) {
+	if len(a.EmailDomains) > 0 {
+		_, domain, _ := strings.Cut(strings.ToLower(acct.Email), "@")
+		ok := acct.EmailVerified && domain != ""
+		if ok {
+			ok = false
+			for _, d := range a.EmailDomains {
+				if domain == d {
+					ok = true
+				}
+			}
+		}
+		if !ok {
+			return "verified email domain", false
+		}
+	}
+	if len(a.Groups) > 0 && !anyIn(acct.Groups, a.Groups) {
+		return "group membership", false
+	}
+	for name, want := range a.Claims {
+		if !anyIn(claimStrings(acct.Claims[name]), want) {
+			return "claim " + clip(name, 60), false
+		}
+	}
+	return "", true
+}
+
+func anyIn(have, want []string) bool {
+	for _, h := range have {
+		for _, w := range want {
+			if h == w {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// claimStrings reads a claim that is a string, a bool, or an array of
+// strings.
+func claimStrings(v any) []string {
+	switch v := v.(type) {
+	case string:
+		return []string{v}
+	case bool:
+		if v {
+			return []string{"true"}
+		}
+		return []string{"false"}
+	case []any:
+		var out []string
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// matchIssuerTemplate: tmpl contains "{tenantid}"; iss must equal it with a
+// tenant id (letters, digits, '-') in its place.
+func matchIssuerTemplate(tmpl, iss string) bool {
+	i := strings.Index(tmpl, "{tenantid}")
+	if i < 0 {
+		return false
+	}
+	re := "^" + regexp.QuoteMeta(tmpl[:i]) + "[A-Za-z0-9-]{1,64}" + regexp.QuoteMeta(tmpl[i+len("{tenantid}"):]) + "$"
+	return regexp.MustCompile(re).MatchString(iss)
+}
+
+func randToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

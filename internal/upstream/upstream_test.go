@@ -1,0 +1,631 @@
+package upstream
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/store/storetest"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type recorder struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (r *recorder) Record(_ context.Context, e audit.Event) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+}
+
+// last returns the newest event of typ.
+func (r *recorder) last(t *testing.T, typ string) audit.Event {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.events) - 1; i >= 0; i-- {
+		if r.events[i].Type == typ {
+			return r.events[i]
+		}
+	}
+	t.Fatalf("no %s event", typ)
+	return audit.Event{}
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// idp is a fake OIDC provider: discovery, JWKS and a token endpoint whose
+// ID token the test shapes.
+type idp struct {
+	srv    *httptest.Server
+	key    *rsa.PrivateKey
+	mu     sync.Mutex
+	claims func(c map[string]any) // edits the ID token's claims
+	sign   *rsa.PrivateKey        // nil: key
+	delay  time.Duration
+	token  func(w http.ResponseWriter) bool // answers instead, when it returns true
+	// challenge is the PKCE challenge of the last authorization request.
+	challenge string
+	form      url.Values
+	clk       *clock
+}
+
+func newIDP(t *testing.T, clk *clock) *idp {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &idp{key: key, clk: clk}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{
+			"issuer": p.srv.URL, "authorization_endpoint": p.srv.URL + "/authorize", "token_endpoint": p.srv.URL + "/token",
+			"jwks_uri": p.srv.URL + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
+	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
+	})
+	mux.HandleFunc("/token", func(w http.ResponseWriter, r *http.Request) {
+		p.mu.Lock()
+		delay, tokenFn, edit, signer, challenge := p.delay, p.token, p.claims, p.sign, p.challenge
+		p.mu.Unlock()
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if tokenFn != nil && tokenFn(w) {
+			return
+		}
+		r.ParseForm()
+		p.mu.Lock()
+		p.form = r.PostForm
+		p.mu.Unlock()
+		sum := sha256.Sum256([]byte(r.PostForm.Get("code_verifier")))
+		if base64.RawURLEncoding.EncodeToString(sum[:]) != challenge || r.PostForm.Get("code") != "good-code" {
+			w.WriteHeader(400)
+			json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant"})
+			return
+		}
+		now := clk.Now()
+		c := map[string]any{
+			"iss": p.srv.URL, "sub": "user-1", "aud": "client-a", "iat": now.Unix(), "exp": now.Add(5 * time.Minute).Unix(),
+			"nonce": r.PostForm.Get("test_nonce"), "email": "pat@example.com", "email_verified": true, "name": "Pat",
+		}
+		if edit != nil {
+			edit(c)
+		}
+		if signer == nil {
+			signer = key
+		}
+		s, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: signer}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", "k1"))
+		raw, _ := jwt.Signed(s).Claims(c).Serialize()
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": "upstream-at", "token_type": "Bearer", "expires_in": 60, "id_token": raw})
+	})
+	p.srv = httptest.NewServer(mux)
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+type env struct {
+	t     *testing.T
+	h     *Handler
+	srv   *httptest.Server
+	rec   *recorder
+	db    store.Store
+	clk   *clock
+	idp   *idp
+	nonce string // of the last started login
+}
+
+func newEnv(t *testing.T, providers ...func(p *idp) config.UpstreamProvider) *env {
+	clk := &clock{now: time.Now()}
+	p := newIDP(t, clk)
+	db := storetest.SQLite(t)
+	rec := &recorder{}
+	var list []config.UpstreamProvider
+	if len(providers) == 0 {
+		providers = append(providers, oidcProvider)
+	}
+	for _, f := range providers {
+		list = append(list, f(p))
+	}
+	e := &env{t: t, rec: rec, db: db, clk: clk, idp: p}
+	mux := http.NewServeMux()
+	e.srv = httptest.NewServer(mux)
+	t.Cleanup(e.srv.Close)
+	h, err := New(Options{
+		Providers: list, BaseURL: e.srv.URL,
+		Accounts: identity.NewProvisioner(identity.New(db, rec), db),
+		Sessions: session.New(db, rec, session.Options{Logger: quiet}),
+		Audit:    rec,
+		ErrorPage: func(w http.ResponseWriter, r *http.Request, status int, title, message string) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(status)
+			fmt.Fprintf(w, "<h1>%s</h1><p>%s</p>", title, message)
+		},
+		SafeReturnTo: func(s string) string {
+			if strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") {
+				return s
+			}
+			return "/account"
+		},
+		Timeout: 500 * time.Millisecond, Now: clk.Now, Logger: quiet,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Routes(mux)
+	e.h = h
+	return e
+}
+
+func oidcProvider(p *idp) config.UpstreamProvider {
+	return config.UpstreamProvider{Name: "corp", DisplayName: "Corp", Type: config.UpstreamOIDC, Issuer: p.srv.URL,
+		ClientID: "client-a", ClientSecret: "s3cret", Scopes: []string{"openid", "email"}}
+}
+
+// browser is a cookie-keeping client that does not follow redirects.
+func browser() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// start begins a login for provider name in b and returns the state; the
+// fake IdP learns the PKCE challenge and the nonce.
+func (e *env) start(b *http.Client, name string) string {
+	e.t.Helper()
+	resp, err := b.Get(e.srv.URL + "/login/upstream/" + name + "?return_to=" + url.QueryEscape("/oauth/consent?x=1"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		e.t.Fatalf("start: %d", resp.StatusCode)
+	}
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	q := loc.Query()
+	if q.Get("code_challenge_method") != "S256" || q.Get("redirect_uri") != e.srv.URL+"/login/upstream/"+name+"/callback" || q.Get("state") == "" {
+		e.t.Fatalf("authorization URL %s", loc)
+	}
+	e.idp.mu.Lock()
+	e.idp.challenge = q.Get("code_challenge")
+	e.idp.mu.Unlock()
+	e.nonce = q.Get("nonce")
+	return q.Get("state")
+}
+
+// finish calls the callback; the fake IdP echoes the nonce unless told
+// otherwise.
+func (e *env) finish(b *http.Client, name, state, code string) (*http.Response, string) {
+	e.t.Helper()
+	e.idp.mu.Lock()
+	edit := e.idp.claims
+	nonce := e.nonce
+	e.idp.claims = func(c map[string]any) {
+		c["nonce"] = nonce
+		if edit != nil {
+			edit(c)
+		}
+	}
+	e.idp.mu.Unlock()
+	defer func() { e.idp.mu.Lock(); e.idp.claims = edit; e.idp.mu.Unlock() }()
+	resp, err := b.Get(e.srv.URL + "/login/upstream/" + name + "/callback?code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(state))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(body)
+}
+
+// login runs a whole login and returns the callback's answer.
+func (e *env) login(name string) (*http.Response, string) {
+	b := browser()
+	return e.finish(b, name, e.start(b, name), "good-code")
+}
+
+func (e *env) refused(t *testing.T, resp *http.Response, body string, status int, reason string) {
+	t.Helper()
+	if resp.StatusCode != status || !strings.Contains(body, "<h1>") {
+		t.Errorf("status %d, want %d; body %s", resp.StatusCode, status, body)
+	}
+	if ev := e.rec.last(t, TypeLogin); ev.Outcome != store.OutcomeDeny || ev.Reason != reason {
+		t.Errorf("upstream.login = %s/%s %v, want deny/%s", ev.Outcome, ev.Reason, ev.Details, reason)
+	}
+	for _, c := range resp.Cookies() {
+		if strings.Contains(c.Name, "session") && c.MaxAge >= 0 {
+			t.Errorf("a refused login set the session cookie %s", c.Name)
+		}
+	}
+}
+
+func TestLoginSucceeds(t *testing.T) {
+	e := newEnv(t)
+	resp, body := e.login("corp")
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/oauth/consent?x=1" {
+		t.Fatalf("callback: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	var sess bool
+	for _, c := range resp.Cookies() {
+		if c.Name == session.CookieNameInsecure && c.Value != "" {
+			sess = true
+		}
+		if strings.Contains(c.Value, "upstream-at") {
+			t.Errorf("cookie %s carries the upstream's token", c.Name)
+		}
+	}
+	if !sess {
+		t.Errorf("no session cookie: %v", resp.Cookies())
+	}
+	ev := e.rec.last(t, TypeLogin)
+	if ev.Outcome != store.OutcomeAllow || ev.Details["provider"] != "corp" || ev.Details["subject"] != "user-1" || ev.UserID == "" {
+		t.Errorf("upstream.login = %+v", ev)
+	}
+	if pv := e.rec.last(t, identity.TypeUserProvisioned); pv.UserID != ev.UserID || pv.Details["email"] != "pat@example.com" {
+		t.Errorf("user.provisioned = %+v", pv)
+	}
+	link, err := e.db.GetIdentity(context.Background(), e.idp.srv.URL, "user-1")
+	if err != nil || link.UserID != ev.UserID {
+		t.Errorf("identity link = %+v, %v", link, err)
+	}
+	// A second login finds the same user.
+	e.login("corp")
+	if again := e.rec.last(t, TypeLogin); again.UserID != ev.UserID {
+		t.Errorf("second login went to %s, first to %s", again.UserID, ev.UserID)
+	}
+}
+
+func TestStateReplayMismatchAndExpiry(t *testing.T) {
+	e := newEnv(t)
+	b := browser()
+	state := e.start(b, "corp")
+	if resp, body := e.finish(b, "corp", state, "good-code"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("first use: %d %s", resp.StatusCode, body)
+	}
+	resp, body := e.finish(b, "corp", state, "good-code")
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+
+	resp, body = e.finish(b, "corp", "made-up-state", "good-code")
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+
+	// A state started in another browser (login CSRF): refused, and used up.
+	state = e.start(b, "corp")
+	resp, body = e.finish(browser(), "corp", state, "good-code")
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	resp, body = e.finish(b, "corp", state, "good-code")
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+
+	// Older than 10 minutes.
+	state = e.start(b, "corp")
+	e.clk.add(FlowTTL + time.Second)
+	resp, body = e.finish(b, "corp", state, "good-code")
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+}
+
+func TestStateOfAnotherProvider(t *testing.T) {
+	e := newEnv(t, oidcProvider, func(p *idp) config.UpstreamProvider {
+		c := oidcProvider(p)
+		c.Name = "other"
+		return c
+	})
+	b := browser()
+	state := e.start(b, "corp")
+	resp, body := e.finish(b, "other", state, "good-code")
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+}
+
+func TestIDTokenChecks(t *testing.T) {
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	cases := []struct {
+		name   string
+		edit   func(c map[string]any)
+		forged bool
+		reason string
+	}{
+		{"nonce mismatch", func(c map[string]any) { c["nonce"] = "another-login" }, false, ReasonNonceMismatch},
+		{"no nonce", func(c map[string]any) { delete(c, "nonce") }, false, ReasonNonceMismatch},
+		{"for another client", func(c map[string]any) { c["aud"] = "client-b" }, false, ReasonBadIDToken},
+		{"expired", func(c map[string]any) { c["exp"] = time.Now().Add(-time.Hour).Unix() }, false, ReasonBadIDToken},
+		{"other issuer", func(c map[string]any) { c["iss"] = "https://evil.example" }, false, ReasonBadIDToken},
+		{"forged signature", nil, true, ReasonBadIDToken},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.idp.claims = tc.edit
+			if tc.forged {
+				e.idp.sign = other
+			}
+			resp, body := e.login("corp")
+			e.refused(t, resp, body, http.StatusForbidden, tc.reason)
+			if _, err := e.db.GetIdentity(context.Background(), e.idp.srv.URL, "user-1"); err == nil {
+				t.Errorf("a refused login provisioned the account")
+			}
+		})
+	}
+	t.Run("no id_token", func(t *testing.T) {
+		e := newEnv(t)
+		e.idp.token = func(w http.ResponseWriter) bool {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token":"x","token_type":"Bearer"}`)
+			return true
+		}
+		resp, body := e.login("corp")
+		e.refused(t, resp, body, http.StatusForbidden, ReasonBadIDToken)
+	})
+}
+
+func TestUpstreamSlowOrGarbage(t *testing.T) {
+	t.Run("slow token endpoint", func(t *testing.T) {
+		e := newEnv(t)
+		e.idp.delay = 5 * time.Second
+		start := time.Now()
+		resp, body := e.login("corp")
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("the callback took %s; the timeout is 500ms", d)
+		}
+		e.refused(t, resp, body, http.StatusBadGateway, ReasonUpstreamError)
+	})
+	t.Run("garbage token answer", func(t *testing.T) {
+		e := newEnv(t)
+		e.idp.token = func(w http.ResponseWriter) bool {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token": [1,2`)
+			return true
+		}
+		resp, body := e.login("corp")
+		e.refused(t, resp, body, http.StatusBadGateway, ReasonUpstreamError)
+	})
+	t.Run("garbage id_token", func(t *testing.T) {
+		e := newEnv(t)
+		e.idp.token = func(w http.ResponseWriter) bool {
+			w.Header().Set("Content-Type", "application/json")
+			io.WriteString(w, `{"access_token":"x","token_type":"Bearer","id_token":"not.a.jwt"}`)
+			return true
+		}
+		resp, body := e.login("corp")
+		e.refused(t, resp, body, http.StatusForbidden, ReasonBadIDToken)
+	})
+	t.Run("garbage discovery", func(t *testing.T) {
+		junk := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "<html>hello") }))
+		defer junk.Close()
+		e := newEnv(t, func(p *idp) config.UpstreamProvider {
+			c := oidcProvider(p)
+			c.Issuer = junk.URL
+			return c
+		})
+		resp, err := browser().Get(e.srv.URL + "/login/upstream/corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		e.refused(t, resp, string(body), http.StatusBadGateway, ReasonUpstreamError)
+	})
+	t.Run("provider says no", func(t *testing.T) {
+		e := newEnv(t)
+		b := browser()
+		state := e.start(b, "corp")
+		resp, err := b.Get(e.srv.URL + "/login/upstream/corp/callback?error=access_denied&state=" + url.QueryEscape(state))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		e.refused(t, resp, string(body), http.StatusForbidden, ReasonDenied)
+	})
+	t.Run("wrong code", func(t *testing.T) {
+		e := newEnv(t)
+		b := browser()
+		resp, body := e.finish(b, "corp", e.start(b, "corp"), "bad-code")
+		e.refused(t, resp, body, http.StatusBadGateway, ReasonUpstreamError)
+	})
+}
+
+func TestAllowRules(t *testing.T) {
+	acct := account{Email: "pat@Example.com", EmailVerified: true, Groups: []string{"eng", "ops"},
+		Claims: map[string]any{"dept": "r&d", "roles": []any{"a", "b"}, "staff": true}}
+	cases := []struct {
+		allow config.UpstreamAllow
+		edit  func(a *account)
+		ok    bool
+	}{
+		{config.UpstreamAllow{}, nil, true},
+		{config.UpstreamAllow{EmailDomains: []string{"example.com"}}, nil, true},
+		{config.UpstreamAllow{EmailDomains: []string{"example.org"}}, nil, false},
+		{config.UpstreamAllow{EmailDomains: []string{"example.com"}}, func(a *account) { a.EmailVerified = false }, false},
+		{config.UpstreamAllow{EmailDomains: []string{"example.com"}}, func(a *account) { a.Email = "pat@evil.com@example.com" }, false},
+		{config.UpstreamAllow{Groups: []string{"ops"}}, nil, true},
+		{config.UpstreamAllow{Groups: []string{"finance"}}, nil, false},
+		{config.UpstreamAllow{Claims: map[string][]string{"dept": {"r&d"}, "roles": {"b"}, "staff": {"true"}}}, nil, true},
+		{config.UpstreamAllow{Claims: map[string][]string{"roles": {"c"}}}, nil, false},
+		{config.UpstreamAllow{Claims: map[string][]string{"missing": {"x"}}}, nil, false},
+		{config.UpstreamAllow{EmailDomains: []string{"example.com"}, Groups: []string{"finance"}}, nil, false},
+	}
+	for i, tc := range cases {
+		a := acct
+		if tc.edit != nil {
+			tc.edit(&a)
+		}
+		if _, ok := allowed(tc.allow, a); ok != tc.ok {
+			t.Errorf("case %d: allowed = %v, want %v", i, ok, tc.ok)
+		}
+	}
+	// End to end: refused, audited, nothing provisioned.
+	e := newEnv(t, func(p *idp) config.UpstreamProvider {
+		c := oidcProvider(p)
+		c.Allow = config.UpstreamAllow{EmailDomains: []string{"example.org"}}
+		return c
+	})
+	resp, body := e.login("corp")
+	e.refused(t, resp, body, http.StatusForbidden, ReasonNotAllowed)
+	if _, err := e.db.GetIdentity(context.Background(), e.idp.srv.URL, "user-1"); err == nil {
+		t.Errorf("a refused account was provisioned")
+	}
+}
+
+func TestQuirkParams(t *testing.T) {
+	e := newEnv(t, func(p *idp) config.UpstreamProvider {
+		c := oidcProvider(p)
+		c.Quirks = config.UpstreamQuirks{Audience: "https://api.example.com", Resource: "https://api.example.com/r"}
+		return c
+	})
+	resp, err := browser().Get(e.srv.URL + "/login/upstream/corp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if q := loc.Query(); q.Get("audience") != "https://api.example.com" || q.Get("resource") != "https://api.example.com/r" || q.Get("nonce") == "" {
+		t.Errorf("authorization URL %s", loc)
+	}
+}
+
+func TestMultitenantIssuerTemplate(t *testing.T) {
+	tmpl := "https://login.microsoftonline.com/{tenantid}/v2.0"
+	for iss, want := range map[string]bool{
+		"https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0": true,
+		"https://login.microsoftonline.com/x/y/v2.0":                                  false,
+		"https://evil.example/9188040d/v2.0":                                          false,
+		"https://login.microsoftonline.com//v2.0":                                     false,
+		"https://login.microsoftonline.com/abc/v2.0/extra":                            false,
+	} {
+		if got := matchIssuerTemplate(tmpl, iss); got != want {
+			t.Errorf("matchIssuerTemplate(%s) = %v", iss, got)
+		}
+	}
+}
+
+// githubDouble imitates github.com's OAuth endpoints and user API.
+func githubDouble(t *testing.T, verified bool) *httptest.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /login/oauth/access_token", func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		if r.PostForm.Get("code") != "good-code" || r.PostForm.Get("client_secret") != "gh-secret" || r.PostForm.Get("code_verifier") == "" {
+			json.NewEncoder(w).Encode(map[string]string{"error": "bad_verification_code"})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"gho_x","token_type":"bearer","scope":"read:user,user:email"}`)
+	})
+	auth := func(next http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer gho_x" {
+				w.WriteHeader(401)
+				return
+			}
+			next(w, r)
+		}
+	}
+	mux.HandleFunc("GET /api/user", auth(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"id": 4242, "login": "octo", "name": "Octo Cat", "email": "public@example.com"}`)
+	}))
+	mux.HandleFunc("GET /api/user/emails", auth(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `[{"email":"old@example.com","primary":false,"verified":true},{"email":"octo@example.com","primary":true,"verified":%v}]`, verified)
+	}))
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestGitHub(t *testing.T) {
+	for _, verified := range []bool{true, false} {
+		t.Run(fmt.Sprintf("verified=%v", verified), func(t *testing.T) {
+			gh := githubDouble(t, verified)
+			e := newEnv(t, func(*idp) config.UpstreamProvider {
+				return config.UpstreamProvider{Name: "github", DisplayName: "GitHub", Type: config.UpstreamGitHub,
+					Issuer: "https://github.com", ClientID: "gh-client", ClientSecret: "gh-secret", Scopes: []string{"read:user", "user:email"},
+					AuthURL: gh.URL + "/login/oauth/authorize", TokenURL: gh.URL + "/login/oauth/access_token", APIURL: gh.URL + "/api"}
+			})
+			resp, body := e.login("github")
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("callback: %d %s", resp.StatusCode, body)
+			}
+			link, err := e.db.GetIdentity(context.Background(), "https://github.com", "4242")
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := e.db.GetUser(context.Background(), link.UserID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := identity.PlaceholderEmail("https://github.com", "4242")
+			if verified {
+				want = "octo@example.com"
+			}
+			if u.Email != want || u.DisplayName != "Octo Cat" || link.EmailVerified != verified {
+				t.Errorf("user %s %q, link verified %v; want %s", u.Email, u.DisplayName, link.EmailVerified, want)
+			}
+		})
+	}
+	t.Run("API garbage", func(t *testing.T) {
+		gh := githubDouble(t, true)
+		e := newEnv(t, func(*idp) config.UpstreamProvider {
+			return config.UpstreamProvider{Name: "github", DisplayName: "GitHub", Type: config.UpstreamGitHub,
+				Issuer: "https://github.com", ClientID: "gh-client", ClientSecret: "gh-secret",
+				AuthURL: gh.URL + "/login/oauth/authorize", TokenURL: gh.URL + "/login/oauth/access_token", APIURL: gh.URL + "/nothing"}
+		})
+		resp, body := e.login("github")
+		e.refused(t, resp, body, http.StatusBadGateway, ReasonUpstreamError)
+	})
+}
+
+func TestUnknownProviderAndMethod(t *testing.T) {
+	e := newEnv(t)
+	resp, err := http.Get(e.srv.URL + "/login/upstream/nope")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown provider: %d", resp.StatusCode)
+	}
+	resp, err = http.Post(e.srv.URL+"/login/upstream/corp/callback", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST callback: %d", resp.StatusCode)
+	}
+}
