@@ -55,6 +55,18 @@ func TestUpstreamLoginFromAnotherMcpgate(t *testing.T) {
 	err := chromedp.Do(ctx,
 		chromedp.Navigate(a.base+"/login"),
 		chromedp.WaitVisible(chromedp.CSS(`a.upstream-login`)),
+	)
+	if err != nil {
+		t.Fatalf("opening the login page: %v", err)
+	}
+	// The login page with its "Continue with …" button, for people to look at.
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		dir := filepath.Join("..", "..", "testout", "screenshots")
+		if os.MkdirAll(dir, 0o755) == nil {
+			os.WriteFile(filepath.Join(dir, "login-with-upstream-desktop.png"), png, 0o644)
+		}
+	}
+	err = chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`a.upstream-login`)),
 		chromedp.WaitVisible(chromedp.CSS(`#email`)),
 	)
