@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -98,6 +99,19 @@ func (a *Authenticator) authenticateSession(r *http.Request) (*principal.Princip
 	return &principal.Principal{
 		UserID: u.ID, Email: u.Email, Name: u.DisplayName, Roles: u.Roles,
 		Scopes: scopes, Method: principal.MethodSession, CredentialID: cur.Session.ID,
-		ExpiresAt: cur.Session.ExpiresAt,
+		ExpiresAt: cur.Session.ExpiresAt, Claims: sessionClaims(cur.Session.Claims),
 	}, nil, nil
+}
+
+// sessionClaims decodes the custom claims kept with a session (custom
+// login); nil when there are none or they are unreadable.
+func sessionClaims(raw string) map[string]any {
+	if raw == "" {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal([]byte(raw), &m) != nil {
+		return nil
+	}
+	return m
 }

@@ -70,6 +70,10 @@ type Config struct {
 	// UpstreamProvidersFile lists the identity providers offered on the
 	// login page (upstream.go).
 	UpstreamProvidersFile string
+	// Custom login (customlogin.go): the operator app's login page, its
+	// shared secret, the button's name, and whether it is the only way in.
+	CustomLoginURL, CustomLoginSecret, CustomLoginSecretFile, CustomLoginName string
+	CustomLoginOnly                                                           bool
 }
 
 // Defaults returns a Config with every default filled in.
@@ -139,6 +143,11 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.DisablePasswordLogin, "disable-password-login-endpoint", c.DisablePasswordLogin, "turn off POST /auth/login and GET /auth/status, the email-and-password token login for scripts (the client sees the password; OAuth and API keys still work)")
 	fs.StringVar(&c.ExternalIssuersFile, "external-issuers-file", c.ExternalIssuersFile, "JSON file listing trusted external token issuers whose access tokens /mcp accepts (JWKS or introspection; see docs/configuration.md)")
 	fs.StringVar(&c.UpstreamProvidersFile, "upstream-providers-file", c.UpstreamProvidersFile, "JSON file listing upstream identity providers (OIDC, GitHub) offered as \"Continue with …\" on the login page (see docs/upstream-login.md)")
+	fs.StringVar(&c.CustomLoginURL, "custom-login-url", c.CustomLoginURL, "login page of your own application for \"bring your own login\" (see docs/custom-login.md)")
+	fs.StringVar(&c.CustomLoginSecret, "custom-login-secret", c.CustomLoginSecret, "shared secret (at least 32 bytes) your login application sends to POST /api/login-requests/{id}/user")
+	fs.StringVar(&c.CustomLoginSecretFile, "custom-login-secret-file", c.CustomLoginSecretFile, "file holding the custom login shared secret")
+	fs.StringVar(&c.CustomLoginName, "custom-login-name", c.CustomLoginName, "name on the login page's \"Continue with …\" button (default: the login URL's host)")
+	fs.BoolVar(&c.CustomLoginOnly, "custom-login-only", c.CustomLoginOnly, "/login goes straight to the custom login page")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }
 
@@ -332,6 +341,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, err.Error())
 		}
 	}
+	errs = append(errs, c.validateCustomLogin()...)
 	if c.Retention < time.Hour {
 		errs = append(errs, fmt.Sprintf("--retention %s: must be at least 1h", c.Retention))
 	}

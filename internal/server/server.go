@@ -18,6 +18,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/authn"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/customauth"
 	"github.com/mcpgate/mcpgate/internal/demo"
 	"github.com/mcpgate/mcpgate/internal/federation"
 	"github.com/mcpgate/mcpgate/internal/httpx"
@@ -156,7 +157,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	pages := web.New(web.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,
 		GrantableScopes: grantable, MCPURL: cfg.MCPURL(), Audit: s.core.Audit, Logger: s.log,
-		LoginProviders: buttons,
+		LoginProviders: buttons, CustomLogin: customButton(cfg),
 	})
 	s.oauth = oauth.NewServer(oauth.ServerOptions{
 		Store: s.core.DB, Clients: s.clients, Tokens: iss, Audit: s.core.Audit,
@@ -235,6 +236,23 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		}
 		up.Routes(mux)
 	}
+	if cfg.CustomLoginURL != "" {
+		// Bring your own login (--custom-login-url): /login/custom,
+		// /login/callback, POST /api/login-requests/{id}/user.
+		secret, err := cfg.CustomLoginSecretValue()
+		if err != nil {
+			return err
+		}
+		ca, err := customauth.New(customauth.Options{
+			LoginURL: cfg.CustomLoginURL, Secret: []byte(secret), BaseURL: cfg.BaseURL(),
+			Accounts: identity.NewProvisioner(s.core.Users, s.core.DB), Sessions: s.core.Sessions,
+			Audit: s.core.Audit, ErrorPage: pages.ErrorPage, SafeReturnTo: web.SafeReturnTo, Logger: s.log,
+		})
+		if err != nil {
+			return err
+		}
+		ca.Routes(mux)
+	}
 
 	// Authorization-server metadata (RFC 8414, OIDC discovery), JWKS,
 	// registration (RFC 7591) and the endpoints.
@@ -293,6 +311,14 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Core exposes the services (for tests and the CLI).
 func (s *Server) Core() *Core { return s.core }
+
+// customButton is the login page's custom login button, if configured.
+func customButton(cfg config.Config) *web.CustomLogin {
+	if cfg.CustomLoginURL == "" {
+		return nil
+	}
+	return &web.CustomLogin{DisplayName: cfg.CustomLoginDisplayName(), Only: cfg.CustomLoginOnly}
+}
 
 // refreshGrace maps the flag (0: no grace window) to oauth's option (0:
 // default, negative: none).

@@ -15,6 +15,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -134,6 +135,21 @@ func (m *Manager) Lifetime() time.Duration { return m.opts.Lifetime }
 // sets the cookie, ends the session the request came with (if any) and
 // audits session.created. The caller has checked the credentials.
 func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Request, u store.User) (store.Session, error) {
+	return m.StartWithClaims(ctx, w, r, u, nil)
+}
+
+// StartWithClaims is Start for a login whose source vouched for custom
+// claims (bring-your-own-login): they are kept with the session (JSON) and
+// land in the principal of requests made with its cookie.
+func (m *Manager) StartWithClaims(ctx context.Context, w http.ResponseWriter, r *http.Request, u store.User, claims map[string]any) (store.Session, error) {
+	var claimsJSON string
+	if len(claims) > 0 {
+		b, err := json.Marshal(claims)
+		if err != nil {
+			return store.Session{}, fmt.Errorf("session: claims: %w", err)
+		}
+		claimsJSON = string(b)
+	}
 	if u.ID == "" || u.Disabled {
 		return store.Session{}, errors.New("session: cannot start a session for a missing or disabled user")
 	}
@@ -158,6 +174,7 @@ func (m *Manager) Start(ctx context.Context, w http.ResponseWriter, r *http.Requ
 		ExpiresAt:  toMillis(now.Add(m.opts.Lifetime)),
 		IP:         info.ClientIP,
 		UserAgent:  info.UserAgent,
+		Claims:     claimsJSON,
 	}
 	// The session the browser had before this login ends now.
 	if old, ok := m.cookieHash(r); ok {

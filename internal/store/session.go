@@ -18,6 +18,10 @@ type Session struct {
 	RevokedAt  time.Time // zero: not revoked
 	IP         string
 	UserAgent  string
+	// Claims is a JSON object of custom claims the login source vouched
+	// for (custom login); empty otherwise. They land in the principal of
+	// requests made with this session.
+	Claims string
 }
 
 // Alive reports whether the session is usable at now given the idle timeout.

@@ -65,6 +65,9 @@ func (h *Handler) providers(returnTo string) []loginButton {
 		out = append(out, loginButton{DisplayName: p.DisplayName,
 			URL: "/login/upstream/" + url.PathEscape(p.Name) + "?return_to=" + url.QueryEscape(returnTo)})
 	}
+	if c := h.opts.CustomLogin; c != nil {
+		out = append(out, loginButton{DisplayName: c.DisplayName, URL: customLoginURL(returnTo)})
+	}
 	return out
 }
 
@@ -73,6 +76,10 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
 	returnTo := SafeReturnTo(r.URL.Query().Get("return_to"))
 	if _, err := h.opts.Sessions.Current(r); err == nil {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
+		return
+	}
+	if c := h.opts.CustomLogin; c != nil && c.Only && r.URL.Query().Get("done") == "" {
+		http.Redirect(w, r, customLoginURL(returnTo), http.StatusSeeOther)
 		return
 	}
 	v := view{Title: "Sign in", Data: loginData{ReturnTo: returnTo, Providers: h.providers(returnTo)}}
@@ -127,4 +134,8 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	http.Redirect(w, r, "/login?done=signed_out", http.StatusSeeOther)
+}
+
+func customLoginURL(returnTo string) string {
+	return "/login/custom?return_to=" + url.QueryEscape(returnTo)
 }

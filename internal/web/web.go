@@ -61,6 +61,16 @@ type Options struct {
 	// LoginProviders are the upstream identity providers the login page
 	// offers as "Continue with <DisplayName>" (/login/upstream/{Name}).
 	LoginProviders []LoginProvider
+	// CustomLogin, when set, adds "Continue with <DisplayName>" for the
+	// operator's own login application (/login/custom).
+	CustomLogin *CustomLogin
+}
+
+// CustomLogin is the operator's login application as the login page shows
+// it. Only: /login goes straight there.
+type CustomLogin struct {
+	DisplayName string
+	Only        bool
 }
 
 // LoginProvider is an upstream identity provider as the login page shows it.

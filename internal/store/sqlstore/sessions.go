@@ -13,13 +13,13 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
-const sessionColumns = `id, user_id, hash, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent`
+const sessionColumns = `id, user_id, hash, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent, claims`
 
 // sessionColumnsS is sessionColumns qualified with the alias s.
-const sessionColumnsS = `s.id, s.user_id, s.hash, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.ip, s.user_agent`
+const sessionColumnsS = `s.id, s.user_id, s.hash, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.ip, s.user_agent, s.claims`
 
 func sessionDest(s *store.Session, t *[4]sql.NullInt64) []any {
-	return []any{&s.ID, &s.UserID, &s.Hash, &t[0], &t[1], &t[2], &t[3], &s.IP, &s.UserAgent}
+	return []any{&s.ID, &s.UserID, &s.Hash, &t[0], &t[1], &t[2], &t[3], &s.IP, &s.UserAgent, &s.Claims}
 }
 
 func finishSession(s *store.Session, t *[4]sql.NullInt64) {
@@ -76,9 +76,9 @@ func (d *DB) CreateSession(ctx context.Context, s store.Session) error {
 		seen = created
 	}
 	_, err := d.db.ExecContext(ctx,
-		`INSERT INTO sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		`INSERT INTO sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 		s.ID, s.UserID, s.Hash, millis(created), millis(seen), millis(s.ExpiresAt), millis(s.RevokedAt),
-		sanitizeText(s.IP), sanitizeText(s.UserAgent))
+		sanitizeText(s.IP), sanitizeText(s.UserAgent), s.Claims)
 	if err != nil {
 		return fmt.Errorf("create session %q: %w", s.ID, mapErr(err))
 	}

@@ -1,0 +1,145 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/mcpgate/mcpgate/examples/custom-login/app"
+	"github.com/mcpgate/mcpgate/internal/browsertest"
+	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/customauth"
+)
+
+// TestCustomLoginExampleApp: the example login application (its own user
+// table and form) runs beside mcpgate; in Chromium a user goes mcpgate
+// /login → "Continue with Example app" → the app's form → /login/callback,
+// is signed in at mcpgate as a new user carrying the app's organization_id
+// claim, and calls a tool through /mcp with the session's MCP key.
+func TestCustomLoginExampleApp(t *testing.T) {
+	secret := strings.Repeat("s3cret-", 6)
+	exampleApp := &app.App{Secret: secret, Users: app.DemoUsers}
+	appSrv := httptest.NewServer(exampleApp)
+	defer appSrv.Close()
+	e := newEnv(t, func(cfg *config.Config) {
+		cfg.CustomLoginURL = appSrv.URL + "/login"
+		cfg.CustomLoginSecret = secret
+		cfg.CustomLoginName = "Example app"
+	})
+	exampleApp.MCPGateURL = e.base
+
+	browser := browsertest.Start(t)
+	ctx, cancel := context.WithTimeout(browser, time.Minute)
+	defer cancel()
+	button := `a.upstream-login[href^="/login/custom"]`
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.base+"/login"), chromedp.WaitVisible(chromedp.CSS(button))); err != nil {
+		t.Fatalf("opening the login page: %v", err)
+	}
+	if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+		dir := filepath.Join("..", "..", "testout", "screenshots")
+		if os.MkdirAll(dir, 0o755) == nil {
+			os.WriteFile(filepath.Join(dir, "login-with-custom.png"), png, 0o644)
+		}
+	}
+	if txt, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(button))); err != nil || !strings.Contains(txt, "Continue with Example app") {
+		t.Fatalf("button text %q (%v)", txt, err)
+	}
+	err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(button)),
+		chromedp.WaitVisible(chromedp.CSS(`#username`)),
+	)
+	if err != nil {
+		t.Fatalf("going to the example app: %v", err)
+	}
+	if loc, _ := chromedp.Run(ctx, chromedp.Location()); !strings.HasPrefix(loc, appSrv.URL+"/login?") || !strings.Contains(loc, "login_request_id=") {
+		t.Fatalf("Continue with Example app went to %s", loc)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.SendKeys(chromedp.CSS(`#username`), "carol@acme.example"),
+		chromedp.SendKeys(chromedp.CSS(`#pw`), "carol-password"),
+		chromedp.Click(chromedp.CSS(`#signin`)),
+	)
+	if err != nil {
+		t.Fatalf("signing in at the example app: %v", err)
+	}
+	var loc string
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if loc, err = chromedp.Run(ctx, chromedp.Location()); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(loc, e.base+"/account") {
+			break
+		}
+		if time.Now().After(deadline) {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`body`)))
+			t.Fatalf("not back at mcpgate's account page; at %s:\n%s", loc, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	issuer, _ := customauth.Issuer(appSrv.URL + "/login")
+	link, err := e.srv.Core().DB.GetIdentity(context.Background(), issuer, "u-100")
+	if err != nil {
+		t.Fatalf("no identity link for (%s, u-100): %v", issuer, err)
+	}
+	ev := e.lastAudit(customauth.TypeCompleted)
+	claims, _ := ev.Details["claims"].(map[string]any)
+	if ev.Outcome != "allow" || ev.UserID != link.UserID || claims["organization_id"] != "org-acme" {
+		t.Fatalf("login_request.completed = %+v", ev)
+	}
+	if ev := e.lastAudit(customauth.TypeCreated); ev.Outcome != "allow" {
+		t.Errorf("login_request.created = %+v", ev)
+	}
+	// The session keeps the custom claims (they land in its principal).
+	sess, err := e.srv.Core().DB.GetSession(context.Background(), ev.CredentialID)
+	if err != nil || !strings.Contains(sess.Claims, `"organization_id":"org-acme"`) {
+		t.Fatalf("session claims = %q (%v)", sess.Claims, err)
+	}
+
+	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{e.base + "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cookieHeader []string
+	for _, c := range cookies.Cookies {
+		cookieHeader = append(cookieHeader, c.Name+"="+c.Value)
+	}
+	req, _ := http.NewRequest("POST", e.base+"/api/mcp/credentials", nil)
+	req.Header.Set("Cookie", strings.Join(cookieHeader, "; "))
+	req.Header.Set("Origin", e.base)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var cred map[string]any
+	json.Unmarshal(body, &cred)
+	key, _ := cred["api_key"].(string)
+	if resp.StatusCode != 200 || key == "" {
+		t.Fatalf("session credentials: %d %s", resp.StatusCode, body)
+	}
+	cs, err := e.connect(bearer(key), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "getAccountBalance", Arguments: map[string]any{}})
+	if err != nil || res.IsError {
+		t.Fatalf("getAccountBalance: %v %+v", err, res)
+	}
+	if out := res.StructuredContent.(map[string]any); out["email"] != "carol@acme.example" || out["balance"] != 0.0 {
+		t.Errorf("tool result = %v, want the new user's (carol@acme.example, balance 0)", out)
+	}
+}
