@@ -99,13 +99,13 @@ func (a *Authenticator) authenticateSession(r *http.Request) (*principal.Princip
 	return &principal.Principal{
 		UserID: u.ID, Email: u.Email, Name: u.DisplayName, Roles: u.Roles,
 		Scopes: scopes, Method: principal.MethodSession, CredentialID: cur.Session.ID,
-		ExpiresAt: cur.Session.ExpiresAt, Claims: sessionClaims(cur.Session.Claims),
+		ExpiresAt: cur.Session.ExpiresAt, Claims: DecodeSessionClaims(cur.Session.Claims),
 	}, nil, nil
 }
 
-// sessionClaims decodes the custom claims kept with a session (custom
+// DecodeSessionClaims decodes the custom claims kept with a session (custom
 // login); nil when there are none or they are unreadable.
-func sessionClaims(raw string) map[string]any {
+func DecodeSessionClaims(raw string) map[string]any {
 	if raw == "" {
 		return nil
 	}

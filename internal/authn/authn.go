@@ -33,8 +33,12 @@ type KeyVerifier interface {
 
 // Options configure an Authenticator.
 type Options struct {
-	Keys                KeyVerifier
-	Users               func(ctx context.Context, id string) (store.User, error)
+	Keys  KeyVerifier
+	Users func(ctx context.Context, id string) (store.User, error)
+	// SessionClaims returns the custom claims kept with the browser session
+	// a session key belongs to (custom login), so requests made with that
+	// key carry them like cookie requests do. Nil: no claims for keys.
+	SessionClaims       func(ctx context.Context, keyID string) (map[string]any, error)
 	Audit               audit.Recorder
 	Resource            string   // the protected resource's URL (audit "resource")
 	ResourceMetadataURL string   // RFC 9728 metadata URL, sent in every challenge
@@ -77,6 +81,7 @@ type Authenticator struct {
 	opts    Options
 	origins map[string]bool
 	users   userCache
+	claims  claimsCache
 	csrf    *http.CrossOriginProtection
 
 	refusals   ratelimit.Limiter // per client IP, see floodLimited
@@ -96,6 +101,7 @@ func New(opts Options) *Authenticator {
 		a.origins[normalizeOrigin(o)] = true
 	}
 	a.users = userCache{ttl: opts.UserCacheTTL, entries: map[string]cachedUser{}}
+	a.claims = claimsCache{ttl: time.Minute, entries: map[string]cachedClaims{}}
 	a.refusals = opts.RefusalLimiter
 	if a.refusals == nil {
 		a.refusals = ratelimit.NewMemory(refusalEvery, refusalBurst, 100_000)
@@ -357,11 +363,53 @@ func (a *Authenticator) authenticateKey(r *http.Request) (*principal.Principal, 
 		ref.keyID, ref.userID = res.KeyID(), u.ID
 		return nil, ref, nil
 	}
-	return &principal.Principal{
+	p := &principal.Principal{
 		UserID: u.ID, Email: u.Email, Name: u.DisplayName, Roles: u.Roles,
 		Scopes: res.Scopes(), Method: principal.MethodAPIKey, CredentialID: res.KeyID(),
 		ExpiresAt: res.ExpiresAt(),
-	}, nil, nil
+	}
+	if res.Kind() == store.KeyKindSession && a.opts.SessionClaims != nil {
+		claims, err := a.claims.get(r.Context(), res.KeyID(), a.opts.SessionClaims)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.Claims = claims
+	}
+	return p, nil, nil
+}
+
+// claimsCache keeps the custom claims of session keys briefly (they never
+// change during a session), so a cached key check costs no extra read.
+type claimsCache struct {
+	ttl     time.Duration
+	mu      sync.Mutex
+	entries map[string]cachedClaims
+}
+
+type cachedClaims struct {
+	claims map[string]any
+	until  time.Time
+}
+
+func (c *claimsCache) get(ctx context.Context, keyID string, load func(context.Context, string) (map[string]any, error)) (map[string]any, error) {
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.entries[keyID]
+	c.mu.Unlock()
+	if ok && now.Before(e.until) {
+		return e.claims, nil
+	}
+	claims, err := load(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.entries) >= userCacheMax {
+		clear(c.entries)
+	}
+	c.entries[keyID] = cachedClaims{claims: claims, until: now.Add(c.ttl)}
+	c.mu.Unlock()
+	return claims, nil
 }
 
 // queryCredential scans the raw query itself, splitting on both '&' and ';':

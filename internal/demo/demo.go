@@ -62,6 +62,10 @@ type TransactionsOut struct {
 type BalanceOut struct {
 	Email   string `json:"email"`
 	Balance int64  `json:"balance" jsonschema:"received minus sent, whole currency units"`
+	// Organization is the caller's organisation_id custom claim (a custom
+	// login or an external issuer vouched for it), when there is one: the
+	// pattern a tool uses to scope data by organisation.
+	Organization string `json:"organization,omitempty" jsonschema:"the caller's organisation, from the organization_id claim"`
 }
 
 // AnyBalanceIn are the arguments of getAnyAccountBalance.
@@ -242,7 +246,8 @@ func (t *tools) getAccountBalance(ctx context.Context, _ *mcp.CallToolRequest, _
 		}
 		email = u.Email
 	}
-	return nil, BalanceOut{Email: email, Balance: bal}, nil
+	org, _ := p.ClaimString("organization_id")
+	return nil, BalanceOut{Email: email, Balance: bal, Organization: org}, nil
 }
 
 // getAnyAccountBalance answers any user's balance. The registry lets only

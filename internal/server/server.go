@@ -189,7 +189,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	origins := append([]string{cfg.BaseURL()}, cfg.AllowedOrigins...)
 	s.authn = authn.New(authn.Options{
 		Keys: s.core.Keys, Users: s.core.DB.GetUser, Audit: s.core.Audit,
-		Resource: cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
+		SessionClaims: s.sessionKeyClaims,
+		Resource:      cfg.MCPURL(), ResourceMetadataURL: cfg.ResourceMetadataURL(),
 		Scopes: reg.AllScopes(), AllowedOrigins: origins, UserCacheTTL: cfg.KeyCacheTTL, Logger: s.log,
 		Sessions: s.core.Sessions,
 		// A web app on another origin that the operator allowed may also
@@ -318,6 +319,20 @@ func customButton(cfg config.Config) *web.CustomLogin {
 		return nil
 	}
 	return &web.CustomLogin{DisplayName: cfg.CustomLoginDisplayName(), Only: cfg.CustomLoginOnly}
+}
+
+// sessionKeyClaims returns the custom claims of the browser session a
+// session key belongs to (nil when it has none).
+func (s *Server) sessionKeyClaims(ctx context.Context, keyID string) (map[string]any, error) {
+	k, err := s.core.DB.GetAPIKey(ctx, keyID)
+	if err != nil || k.SessionID == "" {
+		return nil, err
+	}
+	sess, err := s.core.DB.GetSession(ctx, k.SessionID)
+	if err != nil {
+		return nil, err
+	}
+	return authn.DecodeSessionClaims(sess.Claims), nil
 }
 
 // refreshGrace maps the flag (0: no grace window) to oauth's option (0:
