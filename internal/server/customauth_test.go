@@ -2,9 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -12,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/examples/custom-login/app"
 	"github.com/mcpgate/mcpgate/internal/browsertest"
@@ -107,41 +102,10 @@ func TestCustomLoginExampleApp(t *testing.T) {
 		t.Fatalf("session claims = %q (%v)", sess.Claims, err)
 	}
 
-	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{e.base + "/"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cookieHeader []string
-	for _, c := range cookies.Cookies {
-		cookieHeader = append(cookieHeader, c.Name+"="+c.Value)
-	}
-	req, _ := http.NewRequest("POST", e.base+"/api/mcp/credentials", nil)
-	req.Header.Set("Cookie", strings.Join(cookieHeader, "; "))
-	req.Header.Set("Origin", e.base)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var cred map[string]any
-	json.Unmarshal(body, &cred)
-	key, _ := cred["api_key"].(string)
-	if resp.StatusCode != 200 || key == "" {
-		t.Fatalf("session credentials: %d %s", resp.StatusCode, body)
-	}
-	cs, err := e.connect(bearer(key), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "getAccountBalance", Arguments: map[string]any{}})
-	if err != nil || res.IsError {
-		t.Fatalf("getAccountBalance: %v %+v", err, res)
-	}
+	out := balanceThroughBrowserSession(t, ctx, e, nil)
 	// The result depends on the custom claim the app vouched for: the
 	// session key carries the session's claims into the principal.
-	if out := res.StructuredContent.(map[string]any); out["email"] != "carol@acme.example" || out["balance"] != 0.0 || out["organization"] != "org-acme" {
+	if out["email"] != "carol@acme.example" || out["balance"] != 0.0 || out["organization"] != "org-acme" {
 		t.Errorf("tool result = %v, want the new user's (carol@acme.example, balance 0, organization org-acme)", out)
 	}
 }

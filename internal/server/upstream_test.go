@@ -3,8 +3,6 @@ package server_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/browsertest"
 	"github.com/mcpgate/mcpgate/internal/config"
@@ -125,42 +122,11 @@ func TestUpstreamLoginFromAnotherMcpgate(t *testing.T) {
 
 	// The browser's A session cookie gets the session's MCP credential; a
 	// tool called through A's /mcp runs as the new user.
-	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{a.base + "/"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cookieHeader []string
-	for _, c := range cookies.Cookies {
+	out := balanceThroughBrowserSession(t, ctx, a, func(c *network.Cookie) {
 		if strings.Contains(c.Value, clientID) {
 			t.Fatalf("a cookie carries upstream data: %s", c.Name)
 		}
-		cookieHeader = append(cookieHeader, c.Name+"="+c.Value)
-	}
-	req, _ := http.NewRequest("POST", a.base+"/api/mcp/credentials", nil)
-	req.Header.Set("Cookie", strings.Join(cookieHeader, "; "))
-	req.Header.Set("Origin", a.base)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	var cred map[string]any
-	json.Unmarshal(body, &cred)
-	key, _ := cred["api_key"].(string)
-	if resp.StatusCode != 200 || key == "" {
-		t.Fatalf("session credentials at A: %d %s", resp.StatusCode, body)
-	}
-	cs, err := a.connect(bearer(key), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cs.Close()
-	res, err := cs.CallTool(context.Background(), &mcp.CallToolParams{Name: "getAccountBalance", Arguments: map[string]any{}})
-	if err != nil || res.IsError {
-		t.Fatalf("getAccountBalance through A: %v %+v", err, res)
-	}
-	out := res.StructuredContent.(map[string]any)
+	})
 	if want := identity.PlaceholderEmail(b.base, bobAtB); out["email"] != want || out["balance"] != 0.0 {
 		t.Errorf("tool result = %v, want the new user's (%s, balance 0)", out, want)
 	}
