@@ -45,23 +45,9 @@ func (a *API) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	ip := httpx.InfoFrom(r.Context()).ClientIP
-	if ip == "" {
-		ip = httpx.ClientIP(r)
-	}
-	u, err := a.opts.Users.Login(r.Context(), req.Email, req.Password, ip)
-	var limited *identity.RateLimitedError
-	switch {
-	case errors.Is(err, identity.ErrInvalidCredentials):
-		writeError(w, errorf(http.StatusUnauthorized, codeInvalidCredentials, "invalid email or password"))
-		return
-	case errors.As(err, &limited):
-		e := errorf(http.StatusTooManyRequests, codeRateLimited, "%s", limited.Error())
-		e.RetryAfter = identity.RetryAfterSeconds(limited.RetryAfter)
+	u, e := a.checkPassword(r, req.Email, req.Password)
+	if e != nil {
 		writeError(w, e)
-		return
-	case err != nil:
-		writeError(w, a.unavailable(err))
 		return
 	}
 	if _, err := a.opts.Sessions.Start(r.Context(), w, r, u); err != nil {
@@ -114,4 +100,28 @@ func (a *API) credentials(w http.ResponseWriter, r *http.Request) {
 		APIKey: plaintext, KeyID: key.ID, Prefix: key.Prefix, ExpiresAt: key.ExpiresAt.UTC(),
 		Scopes: scopes, MCPURL: a.opts.MCPURL, Kind: key.Kind,
 	})
+}
+
+// checkPassword runs identity.Login for the request's client IP and maps its
+// outcome to this API's errors: one answer for unknown email, wrong password
+// and disabled account (401), 429 with Retry-After when rate-limited, 503
+// when storage fails. Both JSON logins (/api/auth/login, /auth/login) use it.
+func (a *API) checkPassword(r *http.Request, email, password string) (store.User, *apiError) {
+	ip := httpx.InfoFrom(r.Context()).ClientIP
+	if ip == "" {
+		ip = httpx.ClientIP(r)
+	}
+	u, err := a.opts.Users.Login(r.Context(), email, password, ip)
+	var limited *identity.RateLimitedError
+	switch {
+	case errors.Is(err, identity.ErrInvalidCredentials):
+		return u, errorf(http.StatusUnauthorized, codeInvalidCredentials, "invalid email or password")
+	case errors.As(err, &limited):
+		e := errorf(http.StatusTooManyRequests, codeRateLimited, "%s", limited.Error())
+		e.RetryAfter = identity.RetryAfterSeconds(limited.RetryAfter)
+		return u, e
+	case err != nil:
+		return u, a.unavailable(err)
+	}
+	return u, nil
 }

@@ -18,13 +18,10 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/mcpgate/mcpgate/internal/httpx"
-	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -74,23 +71,9 @@ func (a *API) directLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badField("password", "password is required"))
 		return
 	}
-	ip := httpx.InfoFrom(r.Context()).ClientIP
-	if ip == "" {
-		ip = httpx.ClientIP(r)
-	}
-	u, err := a.opts.Users.Login(r.Context(), req.Email, req.Password, ip)
-	var limited *identity.RateLimitedError
-	switch {
-	case errors.Is(err, identity.ErrInvalidCredentials):
-		writeError(w, errorf(http.StatusUnauthorized, codeInvalidCredentials, "invalid email or password"))
-		return
-	case errors.As(err, &limited):
-		e := errorf(http.StatusTooManyRequests, codeRateLimited, "%s", limited.Error())
-		e.RetryAfter = identity.RetryAfterSeconds(limited.RetryAfter)
+	u, e := a.checkPassword(r, req.Email, req.Password)
+	if e != nil {
 		writeError(w, e)
-		return
-	case err != nil:
-		writeError(w, a.unavailable(err))
 		return
 	}
 	tok, err := a.opts.DirectLogin.DirectLogin(r.Context(), u)
