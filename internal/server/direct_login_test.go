@@ -6,9 +6,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -272,5 +274,56 @@ func TestDirectLoginNodeClient(t *testing.T) {
 	}
 	if !slices.Contains(res.Tools, "getAccountBalance") || res.BalanceIsError || res.Balance["balance"] != float64(180) || res.Balance["email"] != alice {
 		t.Errorf("tools %v, balance %v (isError %v)", res.Tools, res.Balance, res.BalanceIsError)
+	}
+}
+
+// The README's simple login, with the real curl: a token from
+// POST /auth/login, then GET /auth/status with it; a wrong password is a
+// 401 in JSON.
+func TestDirectLoginCurl(t *testing.T) {
+	curl, err := exec.LookPath("curl")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("curl is required on CI (.ci/run installs it)")
+		}
+		t.Skip("curl not installed")
+	}
+	e := newEnv(t)
+	const alice = "alice@example.com"
+	run := func(args ...string) (int, map[string]any) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, curl, append([]string{"-sS", "-w", "\n%{http_code}"}, args...)...).Output()
+		if err != nil {
+			t.Fatalf("curl %v: %v", args, err)
+		}
+		text := strings.TrimSpace(string(out))
+		cut := strings.LastIndexByte(text, '\n')
+		if cut < 0 {
+			t.Fatalf("curl %v printed %q", args, out)
+		}
+		body, code := text[:cut], text[cut+1:]
+		var m map[string]any
+		if err := json.Unmarshal([]byte(body), &m); err != nil {
+			t.Fatalf("curl %v printed %q, not JSON", args, out)
+		}
+		status, _ := strconv.Atoi(code)
+		return status, m
+	}
+	creds, _ := json.Marshal(map[string]string{"email": alice, "password": e.pws[alice]})
+	status, login := run("-X", "POST", "-H", "Content-Type: application/json", "-d", string(creds), e.base+"/auth/login")
+	tok, _ := login["access_token"].(string)
+	if status != 200 || tok == "" || login["token_type"] != "bearer" || login["message"] != "Login successful" || login["expires_in"] == nil {
+		t.Fatalf("POST /auth/login: %d %v", status, login)
+	}
+	status, st := run("-H", "Authorization: Bearer "+tok, e.base+"/auth/status")
+	user, _ := st["user"].(map[string]any)
+	if status != 200 || st["authenticated"] != true || user["email"] != alice || user["id"] != e.ids[alice] {
+		t.Errorf("GET /auth/status: %d %v", status, st)
+	}
+	status, bad := run("-X", "POST", "-H", "Content-Type: application/json", "-d", `{"email":"alice@example.com","password":"wrong"}`, e.base+"/auth/login")
+	if status != 401 || bad["error"] != "invalid_credentials" {
+		t.Errorf("wrong password: %d %v", status, bad)
 	}
 }
