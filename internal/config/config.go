@@ -35,6 +35,7 @@ type Config struct {
 	Demo              bool
 	MetricsAddr       string
 	AllowedOrigins    []string
+	TrustedProxies    []string // addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed
 	MaxBodyBytes      int64
 	KeyCacheTTL       time.Duration
 	KeyCacheSize      int
@@ -120,6 +121,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.Demo, "demo", c.Demo, "serve the demo payment tools and create the demo users alice, bob and charlie")
 	fs.StringVar(&c.MetricsAddr, "metrics-addr", c.MetricsAddr, "address for the Prometheus /metrics listener (off when empty)")
 	fs.StringSliceVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "extra browser origins (web apps) allowed to call /mcp and the cookie-authenticated JSON API (the public URL's origin is always allowed)")
+	fs.StringSliceVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "addresses or CIDR ranges of the reverse proxies in front of mcpgate (e.g. 10.0.0.0/8); from them the client address is read from X-Forwarded-For, for per-IP limits and the audit log")
 	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", c.MaxBodyBytes, "largest accepted request body in bytes (larger: 413)")
 	fs.DurationVar(&c.KeyCacheTTL, "key-cache-ttl", c.KeyCacheTTL, "how long a verified API key is cached; bounds how late other nodes see a revocation (0: no cache)")
 	fs.IntVar(&c.KeyCacheSize, "key-cache-size", c.KeyCacheSize, "most API keys kept in the verification cache (0: no cache)")
@@ -274,6 +276,9 @@ func (c *Config) Validate() error {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
 			errs = append(errs, fmt.Sprintf("--metrics-addr %q: must be host:port", c.MetricsAddr))
 		}
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		errs = append(errs, err.Error())
 	}
 	if c.MaxBodyBytes < 1024 || c.MaxBodyBytes > 64<<20 {
 		errs = append(errs, fmt.Sprintf("--max-body-bytes %d: must be between 1024 and 67108864", c.MaxBodyBytes))

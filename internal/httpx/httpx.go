@@ -127,7 +127,8 @@ func InfoFrom(ctx context.Context) RequestInfo {
 }
 
 // ClientIP is the peer address of the connection. Forwarded headers are not
-// trusted: a client could write any address into them.
+// read: a client could write any address into them (ClientIPBehind reads
+// them from proxies the operator trusts).
 func ClientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -52,11 +53,12 @@ type Observe func(r *http.Request, route string, status int, d time.Duration)
 // panics (a 500 with no details; the stack goes to the log), security
 // headers, a body limit, and one structured log line per request. The log
 // has the path but never the query string or headers, where credentials
-// could be.
-func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe) http.Handler {
+// could be. The client address is the TCP peer, or the address the
+// trusted proxies forwarded (ClientIPBehind).
+func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe, trustedProxies ...netip.Prefix) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		info := RequestInfo{ClientIP: ClientIP(r), UserAgent: UserAgent(r), RequestID: newRequestID()}
+		info := RequestInfo{ClientIP: ClientIPBehind(r, trustedProxies), UserAgent: UserAgent(r), RequestID: newRequestID()}
 		r = r.WithContext(WithInfo(r.Context(), info))
 		rec := &StatusRecorder{ResponseWriter: w}
 		h := rec.Header()

@@ -287,12 +287,16 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusNotFound, httpx.OAuthError{Error: "not_found", Description: "no such endpoint; the MCP endpoint is " + cfg.MCPURL()})
 	})
+	proxies, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		return err
+	}
 	s.handler = httpx.Common(mux, s.log, cfg.MaxBodyBytes, func(r *http.Request, route string, status int, d time.Duration) {
 		if route == "" {
 			route = "unmatched"
 		}
 		s.metrics.ObserveRequest(route, status, d)
-	})
+	}, proxies...)
 	return nil
 }
 
