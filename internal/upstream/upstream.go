@@ -197,12 +197,12 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	state, sec := loginflow.Token(), flowSecrets{Verifier: oauth2.GenerateVerifier(), Nonce: loginflow.Token()}
-	sealed, _ := json.Marshal(sec)
+	secret, _ := json.Marshal(sec)
 	now := h.opts.Now()
 	_, err = h.opts.Flows.Create(r.Context(), store.LoginFlow{
 		Kind: store.LoginFlowUpstream, Provider: p.cfg.Name, StateHash: loginflow.Hash(state),
 		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), CreatedAt: now, ExpiresAt: now.Add(FlowTTL),
-	}, sealed)
+	}, secret)
 	switch {
 	case errors.Is(err, store.ErrFull):
 		h.opts.Flows.RefuseFull(w, r, store.LoginFlowUpstream, h.opts.ErrorPage, h.startRefused(r, p.cfg.Name))
