@@ -291,8 +291,7 @@ func TestCustomLoginRacingCallbacks(t *testing.T) {
 // code with the stored PKCE verifier.
 func TestUpstreamLoginAcrossNodesAndRestart(t *testing.T) {
 	b := newEnv(t)
-	var cfgA func(*config.Config)
-	cfgA = func(cfg *config.Config) {
+	a := newCluster(t, 2, func(cfg *config.Config) {
 		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
 			Name: "mcpgate A", Confidential: true,
 			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
@@ -309,8 +308,7 @@ func TestUpstreamLoginAcrossNodesAndRestart(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.UpstreamProvidersFile = path
-	}
-	a := newCluster(t, 2, cfgA)
+	})
 	br := browserClient()
 
 	a.via(0)
@@ -326,11 +324,10 @@ func TestUpstreamLoginAcrossNodesAndRestart(t *testing.T) {
 	for resp.StatusCode == http.StatusSeeOther && strings.HasPrefix(resp.Header.Get("Location"), "/login") {
 		resp, _ = fetch(t, br, "GET", b.base+resp.Header.Get("Location"), nil)
 	}
-	login, _ := url.Parse(b.base + "/login")
 	if resp.Request.URL.Path != "/login" || resp.StatusCode != http.StatusOK {
 		t.Fatalf("B did not show its login page: %d at %s", resp.StatusCode, resp.Request.URL)
 	}
-	resp, body := fetch(t, br, "POST", login.String(), url.Values{
+	resp, body := fetch(t, br, "POST", b.base+"/login", url.Values{
 		"email": {"bob@example.com"}, "password": {b.pws["bob@example.com"]},
 		"return_to": {resp.Request.URL.Query().Get("return_to")},
 	})
