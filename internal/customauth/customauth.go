@@ -4,14 +4,17 @@
 // The flow:
 //
 //	GET /login/custom?return_to=/local/path
-//	  → a login request (id + state, single use, 10 minutes) is kept here in
-//	    memory, the state is bound to this browser by an HttpOnly
-//	    SameSite=Lax cookie holding HMAC(state), and the browser goes to
+//	  → a login request (id + state, single use, 10 minutes) is stored as a
+//	    login flow (internal/loginflow: in the database, by the hashes of id
+//	    and state, so any node can go on with it), the state is bound to
+//	    this browser by an HttpOnly SameSite=Lax cookie holding an HMAC of
+//	    it under a key derived from the server key, and the browser goes to
 //	    <login URL>?login_request_id=…&state=…
 //	POST /api/login-requests/{login_request_id}/user   (operator app → mcpgate)
 //	  Authorization: Bearer <shared secret>
 //	  {"sub","email","email_verified","name", …custom claims}
-//	  → the user's description is checked and attached to the request (once)
+//	  → the user's description is checked and attached to the request
+//	    (once: a conditional update, whichever node gets it)
 //	GET /login/callback?state=…                          (browser)
 //	  → state, request, freshness, single use and the browser cookie checked;
 //	    the user provisioned through identity.Provisioner (issuer
@@ -20,16 +23,15 @@
 //
 // Audit: login_request.created, login_request.completed and
 // login_request.refused (reason bad_secret, unknown_request, expired,
-// replayed, state_mismatch, browser_mismatch, invalid_claims).
+// replayed, state_mismatch, browser_mismatch, invalid_claims; at the
+// start rate_limited and too_many_pending). Details name the login flow
+// by its public id (login_flow), never by the login request id or state.
 package customauth
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,13 +40,13 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/loginflow"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -69,7 +71,7 @@ const (
 )
 
 // RequestTTL is how long a login request may take.
-const RequestTTL = 10 * time.Minute
+const RequestTTL = loginflow.TTL
 
 // Limits on the user description the operator app posts.
 const (
@@ -77,7 +79,6 @@ const (
 	MaxClaims      = 32
 	MaxClaimBytes  = 1 << 10
 	maxSubject     = 255
-	maxPending     = 10_000
 	bindCookie     = "mcpgate_login_request"
 	cookiePath     = "/login/"
 	maxIDOrState   = 100
@@ -87,12 +88,15 @@ const (
 // Standard members of the posted body; everything else is a custom claim.
 var standard = map[string]bool{"sub": true, "email": true, "email_verified": true, "name": true}
 
-// Options configure the handler. LoginURL, Secret, Accounts, Sessions,
-// Audit, ErrorPage and SafeReturnTo are required.
+// Options configure the handler. LoginURL, Secret, Flows, Accounts,
+// Sessions, Audit, ErrorPage and SafeReturnTo are required.
 type Options struct {
 	LoginURL string // the operator app's login page
 	Secret   []byte // shared secret the app authenticates with (≥ 32 bytes)
 	BaseURL  string // mcpgate's public URL (Secure cookies when https)
+	// Flows keeps the login requests (shared with every node through the
+	// store and the server key) and limits how many are started.
+	Flows    *loginflow.Flows
 	Accounts *identity.Provisioner
 	Sessions *session.Manager
 	Audit    audit.Recorder
@@ -112,29 +116,16 @@ type User struct {
 	Claims        map[string]any // custom claims (string, json.Number, bool, []string)
 }
 
-type request struct {
-	id, state string
-	returnTo  string
-	expires   time.Time
-	user      *User
-	used      bool // the callback consumed it (kept until expiry to say "replayed")
-}
-
 // Handler serves the custom login endpoints.
 type Handler struct {
 	opts   Options
 	issuer string
-	mac    []byte // key of the browser-binding HMAC (per process, like the requests)
-
-	mu      sync.Mutex
-	byID    map[string]*request
-	byState map[string]*request
 }
 
 // New builds the handler.
 func New(opts Options) (*Handler, error) {
-	if opts.Accounts == nil || opts.Sessions == nil || opts.Audit == nil || opts.ErrorPage == nil || opts.SafeReturnTo == nil {
-		return nil, errors.New("customauth.New: Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are required")
+	if opts.Flows == nil || opts.Accounts == nil || opts.Sessions == nil || opts.Audit == nil || opts.ErrorPage == nil || opts.SafeReturnTo == nil {
+		return nil, errors.New("customauth.New: Flows, Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are required")
 	}
 	if len(opts.Secret) < MinSecretBytes {
 		return nil, fmt.Errorf("customauth.New: the shared secret must be at least %d bytes", MinSecretBytes)
@@ -149,9 +140,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	key := make([]byte, 32)
-	_, _ = rand.Read(key)
-	return &Handler{opts: opts, issuer: iss, mac: key, byID: map[string]*request{}, byState: map[string]*request{}}, nil
+	return &Handler{opts: opts, issuer: iss}, nil
 }
 
 // Issuer is the identity source name users of loginURL are linked under:
@@ -181,59 +170,38 @@ func pageHeaders(w http.ResponseWriter) {
 // start creates a login request and sends the browser to the login URL.
 func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	pageHeaders(w)
-	req := &request{
-		id: "lr_" + randToken(), state: randToken(),
-		returnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")),
-		expires:  h.opts.Now().Add(RequestTTL),
+	note := func(reason string, details map[string]any) {
+		h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeRefused, Outcome: store.OutcomeDeny, Reason: reason, Details: details})
 	}
-	if !h.put(req) {
-		w.Header().Set("Retry-After", "60")
-		h.opts.ErrorPage(w, r, http.StatusServiceUnavailable, "Too many sign-ins in progress", "Please try again in a minute.")
+	if !h.opts.Flows.AllowStart(w, r, store.LoginFlowCustom, h.opts.ErrorPage, note) {
+		return
+	}
+	id, state := "lr_"+loginflow.Token(), loginflow.Token()
+	now := h.opts.Now()
+	f, err := h.opts.Flows.Create(r.Context(), store.LoginFlow{
+		Kind: store.LoginFlowCustom, StateHash: loginflow.Hash(state), RequestHash: loginflow.Hash(id),
+		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), CreatedAt: now, ExpiresAt: now.Add(RequestTTL),
+	}, nil)
+	switch {
+	case errors.Is(err, store.ErrFull):
+		h.opts.Flows.RefuseFull(w, r, store.LoginFlowCustom, h.opts.ErrorPage, note)
+		return
+	case err != nil:
+		h.unavailable(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: bindCookie, Value: h.bind(req.state), Path: cookiePath, MaxAge: int(RequestTTL / time.Second),
+		Name: bindCookie, Value: h.opts.Flows.Binding(store.LoginFlowCustom, state), Path: cookiePath, MaxAge: int(RequestTTL / time.Second),
 		HttpOnly: true, Secure: strings.HasPrefix(h.opts.BaseURL, "https://"), SameSite: http.SameSiteLaxMode,
 	})
 	h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeCreated, Outcome: store.OutcomeAllow,
-		Details: map[string]any{"login_request_id": req.id}})
+		Details: map[string]any{"login_flow": f.ID}})
 	u, _ := url.Parse(h.opts.LoginURL)
 	q := u.Query()
-	q.Set("login_request_id", req.id)
-	q.Set("state", req.state)
+	q.Set("login_request_id", id)
+	q.Set("state", state)
 	u.RawQuery = q.Encode()
 	http.Redirect(w, r, u.String(), http.StatusSeeOther)
-}
-
-// bind is the cookie value that ties state to the browser that started it.
-func (h *Handler) bind(state string) string {
-	m := hmac.New(sha256.New, h.mac)
-	m.Write([]byte("mcpgate custom login\x00" + state))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
-func (h *Handler) put(req *request) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.byID) >= maxPending {
-		h.sweepLocked()
-		if len(h.byID) >= maxPending {
-			return false
-		}
-	}
-	h.byID[req.id] = req
-	h.byState[req.state] = req
-	return true
-}
-
-func (h *Handler) sweepLocked() {
-	now := h.opts.Now()
-	for id, v := range h.byID {
-		if now.After(v.expires) {
-			delete(h.byID, id)
-			delete(h.byState, v.state)
-		}
-	}
 }
 
 // postUser: the operator app says who signed in.
@@ -242,9 +210,6 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	refuse := func(status int, reason, msg string, details map[string]any) {
 		d := map[string]any{"stage": "post_user"}
-		if len(id) <= maxIDOrState {
-			d["login_request_id"] = strings.ToValidUTF8(id, "?")
-		}
 		for k, v := range details {
 			d[k] = v
 		}
@@ -261,29 +226,27 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 		refuse(http.StatusBadRequest, ReasonInvalidClaims, err.Error(), nil)
 		return
 	}
-	h.mu.Lock()
-	req := h.byID[id]
-	var reason string
-	switch {
-	case req == nil:
-		reason = ReasonUnknownRequest
-	case h.opts.Now().After(req.expires):
-		reason = ReasonExpired
-	case req.used || req.user != nil:
-		reason = ReasonReplayed
-	default:
-		req.user = u
+	var f store.LoginFlow
+	err = store.ErrNotFound
+	if id != "" && len(id) <= maxIDOrState {
+		// Once only, whichever node the app reaches: a conditional update.
+		f, err = h.opts.Flows.Store().SetLoginFlowUser(r.Context(), loginflow.Hash(id), encodeUser(u), h.opts.Now())
 	}
-	h.mu.Unlock()
-	switch reason {
-	case ReasonUnknownRequest:
-		refuse(http.StatusNotFound, reason, "no such login request", nil)
-	case ReasonExpired:
-		refuse(http.StatusGone, reason, "the login request is older than 10 minutes; start the sign-in again", nil)
-	case ReasonReplayed:
-		refuse(http.StatusConflict, reason, "a user was already posted for this login request", nil)
+	flow := map[string]any{"login_flow": f.ID}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		refuse(http.StatusNotFound, ReasonUnknownRequest, "no such login request", nil)
+	case errors.Is(err, store.ErrExpired):
+		refuse(http.StatusGone, ReasonExpired, "the login request is older than 10 minutes; start the sign-in again", flow)
+	case errors.Is(err, store.ErrReplayed):
+		refuse(http.StatusConflict, ReasonReplayed, "a user was already posted for this login request", flow)
+	case err != nil:
+		h.opts.Logger.LogAttrs(r.Context(), slog.LevelError, "customauth: storing the posted user failed", slog.Any("err", err))
+		w.Header().Set("Retry-After", "5")
+		httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
+			"error_description": "mcpgate could not store the user right now; try again in a moment"})
 	default:
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "callback": "/login/callback?state=" + url.QueryEscape(req.state)})
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
 }
 
@@ -369,6 +332,27 @@ func parseUser(body io.Reader) (*User, error) {
 	return u, nil
 }
 
+// encodeUser is the stored form of u: the flat JSON object parseUser
+// reads back at the callback (on whichever node).
+func encodeUser(u *User) string {
+	m := make(map[string]any, len(u.Claims)+4)
+	for k, v := range u.Claims {
+		m[k] = v
+	}
+	m["sub"] = u.Subject
+	if u.Email != "" {
+		m["email"] = u.Email
+	}
+	if u.Name != "" {
+		m["name"] = u.Name
+	}
+	if u.EmailVerified {
+		m["email_verified"] = true
+	}
+	b, _ := json.Marshal(m) // strings, json.Numbers, bools and []string only
+	return string(b)
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -412,11 +396,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	state, wantID := q.Get("state"), q.Get("login_request_id")
 	retry := "Go back to the sign-in page and try again."
-	var reqID string
+	var flowID string
 	fail := func(status int, reason string, details map[string]any, title, msg string) {
 		d := map[string]any{"stage": "callback"}
-		if reqID != "" {
-			d["login_request_id"] = reqID
+		if flowID != "" {
+			d["login_flow"] = flowID
 		}
 		for k, v := range details {
 			d[k] = v
@@ -426,36 +410,19 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	invalid := "This sign-in link is not valid (it was already used, is older than 10 minutes, or was started in another browser). " + retry
 
-	h.mu.Lock()
-	var req *request
-	if state != "" && len(state) <= maxIDOrState {
-		req = h.byState[state]
-	}
-	reason := ""
-	var u *User
+	f, reason, err := h.take(r, state, wantID)
+	flowID = f.ID
 	switch {
-	case req == nil:
-		reason = ReasonUnknownRequest
-	case wantID != "" && wantID != req.id:
-		reason = ReasonStateMismatch
-	case h.opts.Now().After(req.expires):
-		reason = ReasonExpired
-	case req.used:
-		reason = ReasonReplayed
-	case !h.boundTo(r, req.state):
-		reason = ReasonBrowserMismatch
-	case req.user == nil:
-		reason = ReasonStateMismatch // the app never said who signed in for this request
-	default:
-		req.used = true // single use, from here on
-		u = req.user
-	}
-	if req != nil {
-		reqID = req.id
-	}
-	h.mu.Unlock()
-	if reason != "" {
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
+	case reason != "":
 		fail(http.StatusBadRequest, reason, nil, "Sign-in expired or invalid", invalid)
+		return
+	}
+	u, err := parseUser(strings.NewReader(f.User))
+	if err != nil {
+		h.unavailable(w, r, fmt.Errorf("the stored user of %s does not read back: %w", f.ID, err))
 		return
 	}
 	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: cookiePath, MaxAge: -1, HttpOnly: true,
@@ -486,17 +453,50 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	h.opts.Audit.Record(r.Context(), audit.Event{
 		Type: TypeCompleted, Outcome: store.OutcomeAllow, UserID: acct.ID, CredentialID: sess.ID,
-		Details: map[string]any{"login_request_id": reqID, "issuer": h.issuer, "subject": u.Subject, "claims": u.Claims},
+		Details: map[string]any{"login_flow": f.ID, "issuer": h.issuer, "subject": u.Subject, "claims": u.Claims},
 	})
-	http.Redirect(w, r, req.returnTo, http.StatusSeeOther)
+	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
 }
 
-func (h *Handler) boundTo(r *http.Request, state string) bool {
-	c, err := r.Cookie(bindCookie)
-	if err != nil {
-		return false
+// take checks the login request the callback names and uses it up. It
+// returns the used flow, or the flow and why it is refused, or a storage
+// error. The checks run before the single use, so that a stranger holding
+// a leaked state (without the cookie, or with another id) cannot burn the
+// user's sign-in.
+func (h *Handler) take(r *http.Request, state, wantID string) (store.LoginFlow, string, error) {
+	if state == "" || len(state) > maxIDOrState {
+		return store.LoginFlow{}, ReasonUnknownRequest, nil
 	}
-	return hmac.Equal([]byte(c.Value), []byte(h.bind(state)))
+	st, now := h.opts.Flows.Store(), h.opts.Now()
+	f, err := st.GetLoginFlow(r.Context(), store.LoginFlowCustom, loginflow.Hash(state))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return store.LoginFlow{}, ReasonUnknownRequest, nil
+	case err != nil:
+		return store.LoginFlow{}, "", err
+	case wantID != "" && subtle.ConstantTimeCompare(loginflow.Hash(wantID), f.RequestHash) != 1:
+		return f, ReasonStateMismatch, nil
+	case !now.Before(f.ExpiresAt):
+		return f, ReasonExpired, nil
+	case !f.UsedAt.IsZero():
+		return f, ReasonReplayed, nil
+	case !h.opts.Flows.Bound(r, bindCookie, store.LoginFlowCustom, state):
+		return f, ReasonBrowserMismatch, nil
+	case f.User == "":
+		return f, ReasonStateMismatch, nil // the app never said who signed in for this request
+	}
+	// Single use from here on, whichever node gets the browser: of racing
+	// callbacks exactly one wins.
+	f, err = st.UseLoginFlow(r.Context(), store.LoginFlowCustom, f.StateHash, now)
+	switch {
+	case errors.Is(err, store.ErrReplayed):
+		return f, ReasonReplayed, nil
+	case errors.Is(err, store.ErrExpired):
+		return f, ReasonExpired, nil
+	case errors.Is(err, store.ErrNotFound):
+		return f, ReasonUnknownRequest, nil
+	}
+	return f, "", err
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
@@ -504,10 +504,4 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 	w.Header().Set("Retry-After", "5")
 	h.opts.ErrorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable",
 		"mcpgate could not complete this sign-in right now. Please try again in a moment.")
-}
-
-func randToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }

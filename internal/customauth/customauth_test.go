@@ -2,6 +2,7 @@ package customauth
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -12,7 +13,10 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/loginflow"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/session"
+	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 	"github.com/mcpgate/mcpgate/internal/store/storetest"
 )
 
@@ -48,13 +52,25 @@ type fixture struct {
 	now time.Time
 }
 
+var serverKey = []byte("0123456789abcdef0123456789abcdef")
+
 func newFixture(t *testing.T) *fixture {
-	db := storetest.SQLite(t)
+	return newFixtureWith(t, loginflow.Options{Store: storetest.SQLite(t), ServerKey: serverKey})
+}
+
+// newFixtureWith builds the handler over fo.Store (a *sqlstore.DB).
+func newFixtureWith(t *testing.T, fo loginflow.Options) *fixture {
+	db := fo.Store.(*sqlstore.DB)
 	f := &fixture{t: t, rec: &recorder{}, now: time.Now(), mux: http.NewServeMux()}
 	clock := func() time.Time { return f.now }
+	fo.Logger = slog.New(slog.DiscardHandler)
+	flows, err := loginflow.New(fo)
+	if err != nil {
+		t.Fatal(err)
+	}
 	users := identity.New(db, f.rec)
 	h, err := New(Options{
-		LoginURL: "https://app.example.com/login", Secret: []byte(secret), BaseURL: "http://127.0.0.1",
+		LoginURL: "https://app.example.com/login", Secret: []byte(secret), BaseURL: "http://127.0.0.1", Flows: flows,
 		Accounts: identity.NewProvisioner(users, db), Sessions: session.New(db, f.rec, session.Options{}),
 		Audit: f.rec, SafeReturnTo: func(s string) string {
 			if strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") {
@@ -254,5 +270,137 @@ func TestNewRefusesShortSecretAndBadURL(t *testing.T) {
 	_, err := New(Options{Secret: []byte("short")})
 	if err == nil {
 		t.Fatal("New without options accepted")
+	}
+}
+
+// TestTwoNodes: two handlers over one database with one server key (two
+// mcpgate nodes behind a load balancer): a login request started on one
+// is completed through the other, the stored row holds neither the id nor
+// the state, and racing callbacks on both nodes sign in exactly once.
+func TestTwoNodes(t *testing.T) {
+	db := storetest.SQLite(t)
+	a := newFixtureWith(t, loginflow.Options{Store: db, ServerKey: serverKey})
+	b := newFixtureWith(t, loginflow.Options{Store: db, ServerKey: serverKey})
+
+	id, state, cookie := a.start()
+	var stored strings.Builder
+	rows, err := db.SQL().QueryContext(t.Context(), `SELECT id, kind, provider, state_hash, request_hash, return_to, posted_user FROM login_flows`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var cols [7][]byte
+		if err := rows.Scan(&cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &cols[6]); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cols {
+			stored.Write(c)
+		}
+	}
+	rows.Close()
+	if s := stored.String(); s == "" || strings.Contains(s, state) || strings.Contains(s, id) {
+		t.Fatalf("the stored login flow holds the state or the login request id in clear: %q", s)
+	}
+
+	if w := b.post(id, "Bearer "+secret, good); w.Code != 200 {
+		t.Fatalf("post at the other node: %d %s", w.Code, w.Body)
+	}
+	if w := a.post(id, "Bearer "+secret, `{"sub":"evil"}`); w.Code != http.StatusConflict {
+		t.Fatalf("second post at the first node: %d", w.Code)
+	}
+	const n = 8
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		node := []*fixture{a, b}[i%2]
+		wg.Go(func() { codes[i] = node.callback(state, cookie).Code })
+	}
+	wg.Wait()
+	won := 0
+	for _, c := range codes {
+		switch c {
+		case http.StatusSeeOther:
+			won++
+		case http.StatusBadRequest:
+		default:
+			t.Errorf("callback answered %d", c)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("racing callbacks on two nodes: %d signed in (codes %v), want exactly 1", won, codes)
+	}
+	var completed, replayed int
+	for _, f := range []*fixture{a, b} {
+		f.rec.mu.Lock()
+		for _, ev := range f.rec.evs {
+			switch {
+			case ev.Type == TypeCompleted:
+				completed++
+				if ev.Details["subject"] != "u-1" || ev.Details["claims"].(map[string]any)["organization_id"] != "org-1" {
+					t.Errorf("completed = %+v", ev)
+				}
+			case ev.Type == TypeRefused && ev.Reason == ReasonReplayed && ev.Details["stage"] == "callback":
+				replayed++
+			}
+		}
+		f.rec.mu.Unlock()
+	}
+	if completed != 1 || replayed != n-1 {
+		t.Errorf("audit: %d completed, %d replayed; want 1 and %d", completed, replayed, n-1)
+	}
+
+	// A node with another server key cannot check the browser binding:
+	// every node must share the key.
+	c := newFixtureWith(t, loginflow.Options{Store: db, ServerKey: []byte("another server key of 32 bytes!!")})
+	id, state, cookie = a.start()
+	a.post(id, "Bearer "+secret, good)
+	c.callback(state, cookie)
+	c.wantRefused(ReasonBrowserMismatch)
+	if w := b.callback(state, cookie); w.Code != http.StatusSeeOther {
+		t.Fatalf("the refusal at the odd node used the request up: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestStartLimits: starting login requests is limited per client IP
+// (429 with Retry-After, audited once) and in total (503 when too many
+// are in progress), each answered with a readable page and nothing stored.
+func TestStartLimits(t *testing.T) {
+	db := storetest.SQLite(t)
+	f := newFixtureWith(t, loginflow.Options{Store: db, ServerKey: serverKey,
+		StartLimiter: ratelimit.NewMemory(time.Hour, 3, 0), MaxPending: 2})
+	count := func() int {
+		var n int
+		if err := db.SQL().QueryRowContext(t.Context(), `SELECT COUNT(*) FROM login_flows`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	f.start()
+	f.start()
+	w := f.do("GET", "/login/custom", "", nil)
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "60" || !strings.Contains(w.Body.String(), "Too many sign-ins in progress") {
+		t.Fatalf("over the cap: %d %q %s", w.Code, w.Header().Get("Retry-After"), w.Body)
+	}
+	f.wantRefused(loginflow.ReasonTooManyPending)
+	for i := range 3 {
+		w := f.do("GET", "/login/custom", "", nil)
+		if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "Too many sign-ins") ||
+			len(w.Result().Cookies()) != 0 {
+			t.Fatalf("start %d over the rate: %d %q %v %s", i+4, w.Code, w.Header().Get("Retry-After"), w.Result().Cookies(), w.Body)
+		}
+	}
+	f.rec.mu.Lock()
+	limited := 0
+	for _, ev := range f.rec.evs {
+		if ev.Type == TypeRefused && ev.Reason == loginflow.ReasonRateLimited {
+			limited++
+		}
+	}
+	f.rec.mu.Unlock()
+	if limited != 1 {
+		t.Errorf("%d rate_limited events for one flood, want 1", limited)
+	}
+	if n := count(); n != 2 {
+		t.Errorf("%d login flows stored, want the 2 allowed", n)
 	}
 }

@@ -1,7 +1,6 @@
 package oauth
 
 import (
-	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/mcpgate/mcpgate/internal/serverkey"
 )
 
 // Pending authorization requests are bound to the browser that started
@@ -39,7 +40,7 @@ func (s *Server) bindingMAC(id string) string {
 		})
 		key = bindingProcessKey
 	}
-	k, err := hkdf.Key(sha256.New, key, nil, bindingInfo, 32)
+	k, err := serverkey.Derive(key, bindingInfo)
 	if err != nil {
 		return ""
 	}

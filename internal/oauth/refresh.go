@@ -37,11 +37,8 @@ package oauth
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -50,6 +47,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/serverkey"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
@@ -190,18 +188,11 @@ func (s *Server) successorAEAD() (cipher.AEAD, error) {
 		})
 		key = processKey
 	}
-	if len(key) < 32 {
-		return nil, fmt.Errorf("oauth: the server key must be at least 32 bytes, got %d", len(key))
-	}
-	k, err := hkdf.Key(sha256.New, key, nil, successorSealInfo, 32)
+	aead, err := serverkey.NewAEAD(key, successorSealInfo)
 	if err != nil {
-		return nil, fmt.Errorf("oauth: derive the successor sealing key: %w", err)
+		return nil, fmt.Errorf("oauth: %w", err)
 	}
-	block, err := aes.NewCipher(k)
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
+	return aead, nil
 }
 
 // successorAD binds a sealed successor to its grant, its parent token and
@@ -211,23 +202,17 @@ func successorAD(grantID, parentID, successorID string) []byte {
 }
 
 func sealSuccessor(aead cipher.AEAD, secret, grantID, parentID, successorID string) []byte {
-	ns := aead.NonceSize()
-	out := make([]byte, 1+ns, 1+ns+len(secret)+aead.Overhead())
-	out[0] = successorSealVersion
-	rand.Read(out[1 : 1+ns])
-	return aead.Seal(out, out[1:1+ns], []byte(secret), successorAD(grantID, parentID, successorID))
+	return serverkey.Seal(aead, successorSealVersion, []byte(secret), successorAD(grantID, parentID, successorID))
 }
 
 // openSuccessor returns the secret of the stored successor t of the
 // token parentID, checked against t's hash.
 func openSuccessor(aead cipher.AEAD, t store.OAuthRefreshToken, grantID, parentID string) (string, error) {
-	ns := aead.NonceSize()
-	sealed := t.Sealed
-	if len(sealed) < 1+ns+aead.Overhead() || sealed[0] != successorSealVersion {
+	pt, err := serverkey.Open(aead, successorSealVersion, t.Sealed, successorAD(grantID, parentID, t.ID))
+	switch {
+	case errors.Is(err, serverkey.ErrFormat):
 		return "", errors.New("unknown sealed successor format")
-	}
-	pt, err := aead.Open(nil, sealed[1:1+ns], sealed[1+ns:], successorAD(grantID, parentID, t.ID))
-	if err != nil {
+	case err != nil:
 		return "", errors.New("the sealed successor does not open with this server key")
 	}
 	secret := string(pt)

@@ -23,6 +23,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/federation"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/loginflow"
 	"github.com/mcpgate/mcpgate/internal/mcpserver"
 	"github.com/mcpgate/mcpgate/internal/metrics"
 	"github.com/mcpgate/mcpgate/internal/oauth"
@@ -60,6 +61,7 @@ type Server struct {
 	tokens  *tokens.Issuer
 	clients *oauth.Clients
 	oauth   *oauth.Server
+	flows   *loginflow.Flows
 	handler http.Handler
 }
 
@@ -225,9 +227,15 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	mux.Handle("/auth/", httpx.CORS(s.authn.OriginAllowed, apiMux))
 	pages.Routes(mux)
 	pages.OAuthRoutes(mux, s.oauth)
+	// Sign-ins through upstream providers and the custom login keep their
+	// pending state in the store, so any node can finish them.
+	s.flows, err = loginflow.New(loginflow.Options{Store: s.core.DB, ServerKey: s.core.ServerKey, Logger: s.log})
+	if err != nil {
+		return err
+	}
 	if len(upstreams) > 0 {
 		up, err := upstream.New(upstream.Options{
-			Providers: upstreams, BaseURL: cfg.BaseURL(),
+			Providers: upstreams, BaseURL: cfg.BaseURL(), Flows: s.flows,
 			Accounts: identity.NewProvisioner(s.core.Users, s.core.DB), Sessions: s.core.Sessions,
 			Audit: s.core.Audit, ErrorPage: pages.ErrorPage, SafeReturnTo: web.SafeReturnTo,
 			Logger: s.log,
@@ -245,7 +253,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 			return err
 		}
 		ca, err := customauth.New(customauth.Options{
-			LoginURL: cfg.CustomLoginURL, Secret: []byte(secret), BaseURL: cfg.BaseURL(),
+			LoginURL: cfg.CustomLoginURL, Secret: []byte(secret), BaseURL: cfg.BaseURL(), Flows: s.flows,
 			Accounts: identity.NewProvisioner(s.core.Users, s.core.DB), Sessions: s.core.Sessions,
 			Audit: s.core.Audit, ErrorPage: pages.ErrorPage, SafeReturnTo: web.SafeReturnTo, Logger: s.log,
 		})
@@ -402,10 +410,13 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	go s.core.Keys.Run(keysCtx)
 	// The cleaner ends idle sessions and deletes what is past retention.
 	go s.core.Sessions.Run(keysCtx, time.Hour, s.cfg.Retention)
-	// Signing-key rotation, registration reaping, expired grant clean-up.
+	// Signing-key rotation, registration reaping, expired grant clean-up,
+	// expired pending sign-ins.
 	go s.tokens.Run(keysCtx)
 	go s.clients.Run(keysCtx, time.Hour)
 	go s.oauth.Run(keysCtx, time.Hour, s.cfg.Retention)
+	// Expired upstream and custom sign-ins (every 10 minutes: they live 10).
+	go s.flows.Run(keysCtx, loginflow.CleanEvery)
 	s.log.Info("mcpgate listening", "addr", ln.Addr().String(), "mcp_url", s.cfg.MCPURL(), "version", VersionString(), "demo", s.cfg.Demo)
 	if ready != nil {
 		ready(ln.Addr())

@@ -169,6 +169,10 @@ type Store interface {
 	// External identities linked to users (identities.go).
 	IdentityStore
 
+	// Sign-ins in progress through upstream providers and the operator's
+	// login application (loginflows.go).
+	LoginFlowStore
+
 	// Audit log (append-only: there is no update or delete).
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

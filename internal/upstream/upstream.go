@@ -6,9 +6,12 @@
 // The flow:
 //
 //	GET /login/upstream/{name}?return_to=/local/path
-//	  → 303 to the provider's authorization endpoint; the state, nonce,
-//	    PKCE verifier and return_to are kept here (in memory, 10 minutes,
-//	    single use), bound to this browser by a random cookie.
+//	  → 303 to the provider's authorization endpoint; the state's hash, the
+//	    nonce and PKCE verifier (sealed) and return_to are stored as a login
+//	    flow (internal/loginflow: in the database, 10 minutes, single use,
+//	    so any node can finish it), bound to this browser by a cookie
+//	    holding an HMAC of the state under a key derived from the server
+//	    key. Starts are rate limited per client IP.
 //	GET /login/upstream/{name}/callback?code=…&state=…
 //	  → state checked (and consumed), code exchanged, ID token verified
 //	    (audience = client_id, nonce) or GitHub's user API asked, allow
@@ -25,16 +28,13 @@
 package upstream
 
 import (
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -42,6 +42,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/loginflow"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -62,22 +63,24 @@ const (
 )
 
 // FlowTTL is how long a started login may take.
-const FlowTTL = 10 * time.Minute
+const FlowTTL = loginflow.TTL
 
 const (
 	bindCookie      = "mcpgate_upstream"
-	maxPending      = 10_000
 	defaultTimeout  = 10 * time.Second
 	maxAPIBodyBytes = 1 << 20
 )
 
-// Options configure the handler. Providers, Accounts, Sessions, Audit and
-// ErrorPage are required.
+// Options configure the handler. Providers, Flows, Accounts, Sessions,
+// Audit and ErrorPage are required.
 type Options struct {
 	Providers []config.UpstreamProvider
 	// BaseURL is mcpgate's public URL; callbacks are
 	// BaseURL/login/upstream/{name}/callback.
-	BaseURL  string
+	BaseURL string
+	// Flows keeps the started logins (shared with every node through the
+	// store and the server key) and limits how many are started.
+	Flows    *loginflow.Flows
 	Accounts *identity.Provisioner
 	Sessions *session.Manager
 	Audit    audit.Recorder
@@ -98,24 +101,26 @@ type Handler struct {
 	opts      Options
 	client    *http.Client
 	providers map[string]*provider
-
-	mu      sync.Mutex
-	pending map[string]*flow // by state
 }
 
+// flow is what the callback needs of a started login.
 type flow struct {
-	provider string
 	nonce    string
 	verifier string
 	returnTo string
-	bind     [32]byte // SHA-256 of the browser-binding cookie
-	expires  time.Time
+}
+
+// flowSecrets is what a login flow keeps sealed: the callback needs both
+// in clear, and neither may be read from the database alone.
+type flowSecrets struct {
+	Verifier string `json:"v"`
+	Nonce    string `json:"n"`
 }
 
 // New builds the handler.
 func New(opts Options) (*Handler, error) {
-	if opts.Accounts == nil || opts.Sessions == nil || opts.Audit == nil || opts.ErrorPage == nil || opts.SafeReturnTo == nil {
-		return nil, errors.New("upstream.New: Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are required")
+	if opts.Flows == nil || opts.Accounts == nil || opts.Sessions == nil || opts.Audit == nil || opts.ErrorPage == nil || opts.SafeReturnTo == nil {
+		return nil, errors.New("upstream.New: Flows, Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are required")
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = defaultTimeout
@@ -131,7 +136,7 @@ func New(opts Options) (*Handler, error) {
 		tr = http.DefaultTransport
 	}
 	h := &Handler{
-		opts: opts, providers: map[string]*provider{}, pending: map[string]*flow{},
+		opts: opts, providers: map[string]*provider{},
 		client: &http.Client{
 			Timeout: opts.Timeout, Transport: tr,
 			// Never follow a provider's redirects with the token or code.
@@ -179,6 +184,10 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	// Each start may cost a discovery request and stores a row.
+	if !h.opts.Flows.AllowStart(w, r, store.LoginFlowUpstream, h.opts.ErrorPage, h.startRefused(r, p.cfg.Name)) {
+		return
+	}
 	oc, err := p.oauthConfig(r.Context())
 	if err != nil {
 		h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream: provider unavailable", slog.String("provider", p.cfg.Name), slog.Any("err", err))
@@ -187,56 +196,75 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 			p.cfg.DisplayName+" could not be reached. Please try again in a moment, or sign in another way.")
 		return
 	}
-	state, nonce, bind := randToken(), randToken(), randToken()
-	f := &flow{
-		provider: p.cfg.Name, nonce: nonce, verifier: oauth2.GenerateVerifier(),
-		returnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")),
-		bind:     sha256.Sum256([]byte(bind)), expires: h.opts.Now().Add(FlowTTL),
-	}
-	if !h.put(state, f) {
-		w.Header().Set("Retry-After", "60")
-		h.opts.ErrorPage(w, r, http.StatusServiceUnavailable, "Too many sign-ins in progress", "Please try again in a minute.")
+	state, sec := loginflow.Token(), flowSecrets{Verifier: oauth2.GenerateVerifier(), Nonce: loginflow.Token()}
+	secret, _ := json.Marshal(sec)
+	now := h.opts.Now()
+	_, err = h.opts.Flows.Create(r.Context(), store.LoginFlow{
+		Kind: store.LoginFlowUpstream, Provider: p.cfg.Name, StateHash: loginflow.Hash(state),
+		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), CreatedAt: now, ExpiresAt: now.Add(FlowTTL),
+	}, secret)
+	switch {
+	case errors.Is(err, store.ErrFull):
+		h.opts.Flows.RefuseFull(w, r, store.LoginFlowUpstream, h.opts.ErrorPage, h.startRefused(r, p.cfg.Name))
+		return
+	case err != nil:
+		h.unavailable(w, r, err)
 		return
 	}
 	http.SetCookie(w, &http.Cookie{
-		Name: bindCookie, Value: bind, Path: "/login/upstream/", MaxAge: int(FlowTTL / time.Second),
+		Name: bindCookie, Value: h.opts.Flows.Binding(store.LoginFlowUpstream, state), Path: "/login/upstream/", MaxAge: int(FlowTTL / time.Second),
 		HttpOnly: true, Secure: strings.HasPrefix(h.opts.BaseURL, "https://"),
 		// Lax: sent on the provider's top-level redirect back here.
 		SameSite: http.SameSiteLaxMode,
 	})
-	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(f.verifier)}
+	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(sec.Verifier)}
 	if p.cfg.Type == config.UpstreamOIDC {
-		opts = append(opts, oauth2.SetAuthURLParam("nonce", nonce))
+		opts = append(opts, oauth2.SetAuthURLParam("nonce", sec.Nonce))
 	}
 	opts = append(opts, p.extraParams()...)
 	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusSeeOther)
 }
 
-func (h *Handler) put(state string, f *flow) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if len(h.pending) >= maxPending {
-		now := h.opts.Now()
-		for k, v := range h.pending {
-			if now.After(v.expires) {
-				delete(h.pending, k)
-			}
-		}
-		if len(h.pending) >= maxPending {
-			return false
-		}
+// startRefused audits a refused start (rate limit, too many in progress).
+func (h *Handler) startRefused(r *http.Request, provider string) loginflow.Note {
+	return func(reason string, details map[string]any) {
+		h.record(r, provider, "", store.OutcomeDeny, reason, details)
 	}
-	h.pending[state] = f
-	return true
 }
 
-// take removes and returns the flow of state (single use).
-func (h *Handler) take(state string) *flow {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	f := h.pending[state]
-	delete(h.pending, state)
-	return f
+// take uses up the login flow of state at the callback of provider and
+// returns what the rest of the callback needs, or why the state is
+// refused (for the audit details; the reason is always state_mismatch),
+// or a storage error. Single use comes first and whatever the outcome of
+// the other checks, so a state is never tried twice, on any node.
+func (h *Handler) take(r *http.Request, provider, state string) (*flow, string, error) {
+	if state == "" || len(state) > 200 {
+		return nil, "unknown", nil
+	}
+	f, err := h.opts.Flows.Store().UseLoginFlow(r.Context(), store.LoginFlowUpstream, loginflow.Hash(state), h.opts.Now())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, "unknown", nil
+	case errors.Is(err, store.ErrReplayed):
+		return nil, "replayed", nil
+	case errors.Is(err, store.ErrExpired):
+		return nil, "expired", nil
+	case err != nil:
+		return nil, "", err
+	case f.Provider != provider:
+		return nil, "other_provider", nil
+	case !h.opts.Flows.Bound(r, bindCookie, store.LoginFlowUpstream, state):
+		return nil, "browser_mismatch", nil
+	}
+	raw, err := h.opts.Flows.Open(f)
+	if err != nil {
+		return nil, "", err
+	}
+	var sec flowSecrets
+	if err := json.Unmarshal(raw, &sec); err != nil {
+		return nil, "", fmt.Errorf("upstream: the secrets of %s: %w", f.ID, err)
+	}
+	return &flow{nonce: sec.Nonce, verifier: sec.Verifier, returnTo: f.ReturnTo}, "", nil
 }
 
 // callback finishes the login.
@@ -252,13 +280,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.opts.ErrorPage(w, r, status, title, msg)
 	}
 	retry := "Go back to the sign-in page and try again."
-	state := q.Get("state")
-	var f *flow
-	if state != "" && len(state) <= 200 {
-		f = h.take(state)
-	}
-	if f == nil || f.provider != name || h.opts.Now().After(f.expires) || !h.boundTo(r, f) {
-		fail(http.StatusBadRequest, ReasonStateMismatch, "", nil, "Sign-in expired or invalid",
+	f, problem, err := h.take(r, name, q.Get("state"))
+	switch {
+	case err != nil:
+		h.unavailable(w, r, err)
+		return
+	case problem != "":
+		fail(http.StatusBadRequest, ReasonStateMismatch, "", map[string]any{"state_problem": problem}, "Sign-in expired or invalid",
 			"This sign-in link is not valid any more (it was already used, is older than 10 minutes, or was started in another browser). "+retry)
 		return
 	}
@@ -321,15 +349,6 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		Details: map[string]any{"provider": name, "subject": acct.Subject, "issuer": acct.Issuer},
 	})
 	http.Redirect(w, r, f.returnTo, http.StatusSeeOther)
-}
-
-func (h *Handler) boundTo(r *http.Request, f *flow) bool {
-	c, err := r.Cookie(bindCookie)
-	if err != nil {
-		return false
-	}
-	sum := sha256.Sum256([]byte(c.Value))
-	return subtle.ConstantTimeCompare(sum[:], f.bind[:]) == 1
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {
@@ -435,12 +454,6 @@ func matchIssuerTemplate(tmpl, iss string) bool {
 	}
 	re := "^" + regexp.QuoteMeta(tmpl[:i]) + "[A-Za-z0-9-]{1,64}" + regexp.QuoteMeta(tmpl[i+len("{tenantid}"):]) + "$"
 	return regexp.MustCompile(re).MatchString(iss)
-}
-
-func randToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 func clip(s string, n int) string {

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -25,8 +26,11 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/loginflow"
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 	"github.com/mcpgate/mcpgate/internal/store/storetest"
 )
 
@@ -154,30 +158,49 @@ type env struct {
 	db    store.Store
 	clk   *clock
 	idp   *idp
+	list  []config.UpstreamProvider
 	nonce string // of the last started login
 }
 
+var serverKey = []byte("0123456789abcdef0123456789abcdef")
+
 func newEnv(t *testing.T, providers ...func(p *idp) config.UpstreamProvider) *env {
+	return newEnvWith(t, loginflow.Options{Store: storetest.SQLite(t), ServerKey: serverKey}, providers...)
+}
+
+// newEnvWith builds the handler over fo.Store (a *sqlstore.DB).
+func newEnvWith(t *testing.T, fo loginflow.Options, providers ...func(p *idp) config.UpstreamProvider) *env {
 	clk := &clock{now: time.Now()}
 	p := newIDP(t, clk)
-	db := storetest.SQLite(t)
-	rec := &recorder{}
-	var list []config.UpstreamProvider
+	e := &env{t: t, rec: &recorder{}, db: fo.Store.(*sqlstore.DB), clk: clk, idp: p}
 	if len(providers) == 0 {
 		providers = append(providers, oidcProvider)
 	}
 	for _, f := range providers {
-		list = append(list, f(p))
+		e.list = append(e.list, f(p))
 	}
-	e := &env{t: t, rec: rec, db: db, clk: clk, idp: p}
+	e.srv, e.h = e.node(fo)
+	return e
+}
+
+// node starts a handler for the env's providers over fo.Store, with its
+// own Flows: another mcpgate node on the same database.
+func (e *env) node(fo loginflow.Options) (*httptest.Server, *Handler) {
+	t := e.t
+	fo.Logger = quiet
+	flows, err := loginflow.New(fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := fo.Store.(*sqlstore.DB)
 	mux := http.NewServeMux()
-	e.srv = httptest.NewServer(mux)
-	t.Cleanup(e.srv.Close)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
 	h, err := New(Options{
-		Providers: list, BaseURL: e.srv.URL,
-		Accounts: identity.NewProvisioner(identity.New(db, rec), db),
-		Sessions: session.New(db, rec, session.Options{Logger: quiet}),
-		Audit:    rec,
+		Providers: e.list, BaseURL: srv.URL, Flows: flows,
+		Accounts: identity.NewProvisioner(identity.New(db, e.rec), db),
+		Sessions: session.New(db, e.rec, session.Options{Logger: quiet}),
+		Audit:    e.rec,
 		ErrorPage: func(w http.ResponseWriter, r *http.Request, status int, title, message string) {
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.WriteHeader(status)
@@ -189,14 +212,13 @@ func newEnv(t *testing.T, providers ...func(p *idp) config.UpstreamProvider) *en
 			}
 			return "/account"
 		},
-		Timeout: 500 * time.Millisecond, Now: clk.Now, Logger: quiet,
+		Timeout: 500 * time.Millisecond, Now: e.clk.Now, Logger: quiet,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h.Routes(mux)
-	e.h = h
-	return e
+	return srv, h
 }
 
 func oidcProvider(p *idp) config.UpstreamProvider {
@@ -238,6 +260,12 @@ func (e *env) start(b *http.Client, name string) string {
 // otherwise.
 func (e *env) finish(b *http.Client, name, state, code string) (*http.Response, string) {
 	e.t.Helper()
+	return e.finishAt(e.srv.URL, b, name, state, code)
+}
+
+// finishAt calls the callback at the node serving base.
+func (e *env) finishAt(base string, b *http.Client, name, state, code string) (*http.Response, string) {
+	e.t.Helper()
 	e.idp.mu.Lock()
 	edit := e.idp.claims
 	nonce := e.nonce
@@ -249,7 +277,7 @@ func (e *env) finish(b *http.Client, name, state, code string) (*http.Response, 
 	}
 	e.idp.mu.Unlock()
 	defer func() { e.idp.mu.Lock(); e.idp.claims = edit; e.idp.mu.Unlock() }()
-	resp, err := b.Get(e.srv.URL + "/login/upstream/" + name + "/callback?code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(state))
+	resp, err := b.Get(base + "/login/upstream/" + name + "/callback?code=" + url.QueryEscape(code) + "&state=" + url.QueryEscape(state))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -315,6 +343,16 @@ func TestLoginSucceeds(t *testing.T) {
 	}
 }
 
+// stateRefused: the callback was refused as state_mismatch, for the
+// given problem (audit detail state_problem).
+func (e *env) stateRefused(t *testing.T, resp *http.Response, body, problem string) {
+	t.Helper()
+	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	if got := e.rec.last(t, TypeLogin).Details["state_problem"]; got != problem {
+		t.Errorf("state_problem = %v, want %s", got, problem)
+	}
+}
+
 func TestStateReplayMismatchAndExpiry(t *testing.T) {
 	e := newEnv(t)
 	b := browser()
@@ -323,23 +361,23 @@ func TestStateReplayMismatchAndExpiry(t *testing.T) {
 		t.Fatalf("first use: %d %s", resp.StatusCode, body)
 	}
 	resp, body := e.finish(b, "corp", state, "good-code")
-	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	e.stateRefused(t, resp, body, "replayed")
 
 	resp, body = e.finish(b, "corp", "made-up-state", "good-code")
-	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	e.stateRefused(t, resp, body, "unknown")
 
 	// A state started in another browser (login CSRF): refused, and used up.
 	state = e.start(b, "corp")
 	resp, body = e.finish(browser(), "corp", state, "good-code")
-	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	e.stateRefused(t, resp, body, "browser_mismatch")
 	resp, body = e.finish(b, "corp", state, "good-code")
-	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	e.stateRefused(t, resp, body, "replayed")
 
 	// Older than 10 minutes.
 	state = e.start(b, "corp")
 	e.clk.add(FlowTTL + time.Second)
 	resp, body = e.finish(b, "corp", state, "good-code")
-	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	e.stateRefused(t, resp, body, "expired")
 }
 
 func TestStateOfAnotherProvider(t *testing.T) {
@@ -351,7 +389,109 @@ func TestStateOfAnotherProvider(t *testing.T) {
 	b := browser()
 	state := e.start(b, "corp")
 	resp, body := e.finish(b, "other", state, "good-code")
-	e.refused(t, resp, body, http.StatusBadRequest, ReasonStateMismatch)
+	e.stateRefused(t, resp, body, "other_provider")
+}
+
+// TestTwoNodes: a login started on one node finishes on another node of
+// the same database and server key (the PKCE verifier and nonce are
+// opened there); the stored row holds neither the state, the verifier nor
+// the nonce in clear; racing callbacks on both nodes sign in once.
+func TestTwoNodes(t *testing.T) {
+	db := storetest.SQLite(t)
+	e := newEnvWith(t, loginflow.Options{Store: db, ServerKey: serverKey})
+	second, _ := e.node(loginflow.Options{Store: db, ServerKey: serverKey})
+
+	b := browser()
+	state := e.start(b, "corp")
+	var (
+		row    string
+		sealed []byte
+	)
+	if err := db.SQL().QueryRowContext(t.Context(),
+		`SELECT id || kind || provider || return_to || posted_user, sealed FROM login_flows`).Scan(&row, &sealed); err != nil {
+		t.Fatal(err)
+	}
+	if len(sealed) == 0 || e.nonce == "" {
+		t.Fatal("nothing sealed, or no nonce sent")
+	}
+	for _, secret := range []string{state, e.nonce} {
+		if strings.Contains(row, secret) || bytes.Contains(sealed, []byte(secret)) {
+			t.Fatalf("the stored login flow holds a secret in clear")
+		}
+	}
+
+	if resp, body := e.finishAt(second.URL, b, "corp", state, "good-code"); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/oauth/consent?x=1" {
+		t.Fatalf("callback at the other node: %d %s %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if ev := e.rec.last(t, TypeLogin); ev.Outcome != store.OutcomeAllow || ev.Details["subject"] != "user-1" {
+		t.Fatalf("upstream.login = %+v", ev)
+	}
+
+	state = e.start(b, "corp")
+	const n = 8
+	codes := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		base := []string{e.srv.URL, second.URL}[i%2]
+		wg.Go(func() {
+			resp, _ := e.finishAt(base, b, "corp", state, "good-code")
+			codes[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, c := range codes {
+		if c == http.StatusSeeOther {
+			won++
+		} else if c != http.StatusBadRequest {
+			t.Errorf("callback answered %d", c)
+		}
+	}
+	if won != 1 {
+		t.Errorf("racing callbacks on two nodes: %d signed in (codes %v), want exactly 1", won, codes)
+	}
+}
+
+// TestStartLimits: starts are limited per client IP (429 with
+// Retry-After, audited once, before any discovery) and in total (503 when
+// too many logins are in progress).
+func TestStartLimits(t *testing.T) {
+	e := newEnvWith(t, loginflow.Options{Store: storetest.SQLite(t), ServerKey: serverKey,
+		StartLimiter: ratelimit.NewMemory(time.Hour, 3, 0), MaxPending: 2})
+	get := func() (*http.Response, string) {
+		resp, err := browser().Get(e.srv.URL + "/login/upstream/corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+	e.start(browser(), "corp")
+	e.start(browser(), "corp")
+	resp, body := get()
+	e.refused(t, resp, body, http.StatusServiceUnavailable, loginflow.ReasonTooManyPending)
+	if resp.Header.Get("Retry-After") != "60" {
+		t.Errorf("Retry-After %q over the cap", resp.Header.Get("Retry-After"))
+	}
+	for range 3 {
+		resp, body = get()
+		e.refused(t, resp, body, http.StatusTooManyRequests, loginflow.ReasonRateLimited)
+		if resp.Header.Get("Retry-After") == "" || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 {
+			t.Errorf("429: Retry-After %q, Location %q, cookies %v", resp.Header.Get("Retry-After"), resp.Header.Get("Location"), resp.Cookies())
+		}
+	}
+	e.rec.mu.Lock()
+	limited := 0
+	for _, ev := range e.rec.events {
+		if ev.Reason == loginflow.ReasonRateLimited {
+			limited++
+		}
+	}
+	e.rec.mu.Unlock()
+	if limited != 1 {
+		t.Errorf("%d rate_limited events for one flood, want 1", limited)
+	}
 }
 
 func TestIDTokenChecks(t *testing.T) {

@@ -84,6 +84,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 	RunClients(t, func(t *testing.T) store.ClientStore { return newStore(t) })
 	RunIdentities(t, func(t *testing.T) IdentityBackend { return newStore(t) })
 	RunOAuth(t, newStore)
+	RunLoginFlows(t, func(t *testing.T) store.LoginFlowStore { return newStore(t) })
 }
 
 // base is a fixed instant with sub-millisecond digits, to check that the

@@ -1,0 +1,420 @@
+package conformance
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+// loginFlowTests is the LoginFlowStore part of the suite.
+var loginFlowTests = []struct {
+	name string
+	fn   func(t *testing.T, s store.LoginFlowStore)
+}{
+	{"LoginFlowRoundTrip", testLoginFlowRoundTrip},
+	{"LoginFlowCreateErrors", testLoginFlowCreateErrors},
+	{"LoginFlowCap", testLoginFlowCap},
+	{"LoginFlowSetUser", testLoginFlowSetUser},
+	{"LoginFlowSetUserConcurrent", testLoginFlowSetUserConcurrent},
+	{"LoginFlowUse", testLoginFlowUse},
+	{"LoginFlowUseConcurrent", testLoginFlowUseConcurrent},
+	{"LoginFlowDeleteExpired", testLoginFlowDeleteExpired},
+	{"LoginFlowDeleteExpiredConcurrent", testLoginFlowDeleteExpiredConcurrent},
+}
+
+// RunLoginFlows runs the LoginFlowStore tests, one subtest per behaviour,
+// each on a fresh store from newStore (Run calls it).
+func RunLoginFlows(t *testing.T, newStore func(t *testing.T) store.LoginFlowStore) {
+	for _, tc := range loginFlowTests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+func loginFlowMS(f store.LoginFlow) store.LoginFlow {
+	f.CreatedAt, f.ExpiresAt, f.UserAt, f.UsedAt = ms(f.CreatedAt), ms(f.ExpiresAt), ms(f.UserAt), ms(f.UsedAt)
+	return f
+}
+
+func newUpstreamFlow(created time.Time) store.LoginFlow {
+	return store.LoginFlow{
+		ID: store.NewID("lgf"), Kind: store.LoginFlowUpstream, Provider: "corp", StateHash: randomHash(),
+		Sealed: []byte{1, 2, 3, 0, 255}, ReturnTo: "/oauth/consent?request=areq_x&y=\"z\"",
+		CreatedAt: created, ExpiresAt: created.Add(10 * time.Minute),
+	}
+}
+
+func newCustomFlow(created time.Time) store.LoginFlow {
+	return store.LoginFlow{
+		ID: store.NewID("lgf"), Kind: store.LoginFlowCustom, StateHash: randomHash(), RequestHash: randomHash(),
+		ReturnTo: "/account", CreatedAt: created, ExpiresAt: created.Add(10 * time.Minute),
+	}
+}
+
+func mustLoginFlow(t *testing.T, s store.LoginFlowStore, f store.LoginFlow) store.LoginFlow {
+	t.Helper()
+	if err := s.CreateLoginFlow(t.Context(), f, 0); err != nil {
+		t.Fatalf("CreateLoginFlow: %v", err)
+	}
+	return loginFlowMS(f)
+}
+
+func getLoginFlow(t *testing.T, s store.LoginFlowStore, f store.LoginFlow) store.LoginFlow {
+	t.Helper()
+	got, err := s.GetLoginFlow(t.Context(), f.Kind, f.StateHash)
+	if err != nil {
+		t.Fatalf("GetLoginFlow(%s): %v", f.ID, err)
+	}
+	return got
+}
+
+func testLoginFlowRoundTrip(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	up := mustLoginFlow(t, s, newUpstreamFlow(at(0)))
+	custom := mustLoginFlow(t, s, newCustomFlow(at(time.Second)))
+	for _, want := range []store.LoginFlow{up, custom} {
+		if d := diff(want, getLoginFlow(t, s, want)); d != "" {
+			t.Errorf("GetLoginFlow(%s) (-want +got):\n%s", want.Kind, d)
+		}
+	}
+	// A state is looked up within its kind only, and by its exact hash.
+	if _, err := s.GetLoginFlow(ctx, store.LoginFlowCustom, up.StateHash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("upstream state as custom: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetLoginFlow(ctx, store.LoginFlowCustom, custom.RequestHash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("login request hash as a state: %v, want ErrNotFound", err)
+	}
+	for _, h := range [][]byte{nil, up.StateHash[:31], randomHash()} {
+		if _, err := s.GetLoginFlow(ctx, store.LoginFlowUpstream, h); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetLoginFlow(%x): %v, want ErrNotFound", h, err)
+		}
+	}
+	// No creation time: the store's clock.
+	f := newUpstreamFlow(time.Time{})
+	f.ExpiresAt = time.Now().Add(time.Minute)
+	mustLoginFlow(t, s, f)
+	if got := getLoginFlow(t, s, f); time.Since(got.CreatedAt) > time.Minute || got.CreatedAt.IsZero() {
+		t.Errorf("CreatedAt defaulted to %v, want about now", got.CreatedAt)
+	}
+}
+
+func testLoginFlowCreateErrors(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	first := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	conflicts := map[string]func(f *store.LoginFlow){
+		"id":           func(f *store.LoginFlow) { f.ID = first.ID },
+		"state hash":   func(f *store.LoginFlow) { f.StateHash = bytes.Clone(first.StateHash) },
+		"request hash": func(f *store.LoginFlow) { f.RequestHash = bytes.Clone(first.RequestHash) },
+	}
+	for name, edit := range conflicts {
+		f := newCustomFlow(at(0))
+		edit(&f)
+		if err := s.CreateLoginFlow(ctx, f, 0); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("taken %s: %v, want ErrConflict", name, err)
+		}
+	}
+	invalid := map[string]func(f *store.LoginFlow){
+		"no id":                  func(f *store.LoginFlow) { f.ID = "" },
+		"unknown kind":           func(f *store.LoginFlow) { f.Kind = "saml" },
+		"upstream with request":  func(f *store.LoginFlow) { f.Kind, f.Provider = store.LoginFlowUpstream, "corp" },
+		"upstream, no provider":  func(f *store.LoginFlow) { f.Kind, f.RequestHash = store.LoginFlowUpstream, nil },
+		"custom with provider":   func(f *store.LoginFlow) { f.Provider = "corp" },
+		"custom without request": func(f *store.LoginFlow) { f.RequestHash = nil },
+		"short state hash":       func(f *store.LoginFlow) { f.StateHash = f.StateHash[:16] },
+		"plain state":            func(f *store.LoginFlow) { f.StateHash = []byte("the-state-in-clear") },
+		"short request hash":     func(f *store.LoginFlow) { f.RequestHash = f.RequestHash[:31] },
+		"sealed too large":       func(f *store.LoginFlow) { f.Sealed = make([]byte, store.MaxLoginFlowSealedBytes+1) },
+		"no expiry":              func(f *store.LoginFlow) { f.ExpiresAt = time.Time{} },
+		"born used":              func(f *store.LoginFlow) { f.UsedAt = at(0) },
+		"born with user":         func(f *store.LoginFlow) { f.User, f.UserAt = `{"sub":"x"}`, at(0) },
+		"NUL in return_to":       func(f *store.LoginFlow) { f.ReturnTo = "/a\x00b" },
+		"bad UTF-8 in provider": func(f *store.LoginFlow) {
+			f.Kind, f.RequestHash, f.Provider = store.LoginFlowUpstream, nil, "\xff"
+		},
+	}
+	for name, edit := range invalid {
+		f := newCustomFlow(at(0))
+		edit(&f)
+		err := s.CreateLoginFlow(ctx, f, 0)
+		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: %v, want a validation error", name, err)
+		}
+		if _, err := s.GetLoginFlow(ctx, f.Kind, f.StateHash); err == nil {
+			t.Errorf("%s: the refused flow was stored", name)
+		}
+	}
+}
+
+func testLoginFlowCap(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	// Two flows expired before at(10m): they do not count.
+	for range 2 {
+		f := newUpstreamFlow(at(0))
+		f.ExpiresAt = at(5 * time.Minute)
+		mustLoginFlow(t, s, f)
+	}
+	now := at(10 * time.Minute)
+	for i := range 3 {
+		if err := s.CreateLoginFlow(ctx, newCustomFlow(now), 3); err != nil {
+			t.Fatalf("flow %d under the cap of 3: %v", i+1, err)
+		}
+	}
+	over := newUpstreamFlow(now)
+	if err := s.CreateLoginFlow(ctx, over, 3); !errors.Is(err, store.ErrFull) {
+		t.Fatalf("a 4th live flow with a cap of 3: %v, want ErrFull", err)
+	}
+	if _, err := s.GetLoginFlow(ctx, over.Kind, over.StateHash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused flow was stored: %v", err)
+	}
+	// Used flows count until they expire; once the three expire there is
+	// room again.
+	if err := s.CreateLoginFlow(ctx, over, 0); err != nil {
+		t.Fatalf("no cap (0): %v", err)
+	}
+	if _, err := s.UseLoginFlow(ctx, over.Kind, over.StateHash, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateLoginFlow(ctx, newCustomFlow(now), 4); !errors.Is(err, store.ErrFull) {
+		t.Errorf("4 live flows (one used) with a cap of 4: %v, want ErrFull", err)
+	}
+	if err := s.CreateLoginFlow(ctx, newCustomFlow(now.Add(10*time.Minute)), 1); err != nil {
+		t.Errorf("after the others expired: %v", err)
+	}
+}
+
+func testLoginFlowSetUser(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	f := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	const alice, mallory = `{"sub":"alice","roles":["a"]}`, `{"sub":"mallory"}`
+	if _, err := s.SetLoginFlowUser(ctx, randomHash(), alice, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown request: %v, want ErrNotFound", err)
+	}
+	if _, err := s.SetLoginFlowUser(ctx, f.StateHash, alice, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the state hash as a request hash: %v, want ErrNotFound", err)
+	}
+	got, err := s.SetLoginFlowUser(ctx, f.RequestHash, alice, at(time.Minute))
+	if err != nil {
+		t.Fatalf("SetLoginFlowUser: %v", err)
+	}
+	want := f
+	want.User, want.UserAt = alice, ms(at(time.Minute))
+	if d := diff(want, got); d != "" {
+		t.Errorf("SetLoginFlowUser (-want +got):\n%s", d)
+	}
+	// Once only: the second description is refused and not kept.
+	again, err := s.SetLoginFlowUser(ctx, f.RequestHash, mallory, at(2*time.Minute))
+	if !errors.Is(err, store.ErrReplayed) || again.User != alice {
+		t.Errorf("second SetLoginFlowUser: user %q, %v; want %q and ErrReplayed", again.User, err, alice)
+	}
+	if d := diff(want, getLoginFlow(t, s, f)); d != "" {
+		t.Errorf("stored after the refusal (-want +got):\n%s", d)
+	}
+	// Expired: refused as such.
+	old := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	if got, err := s.SetLoginFlowUser(ctx, old.RequestHash, alice, old.ExpiresAt); !errors.Is(err, store.ErrExpired) || got.ID != old.ID {
+		t.Errorf("at expiry: %s, %v; want the flow and ErrExpired", got.ID, err)
+	}
+	// A used flow takes no user.
+	used := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	if _, err := s.UseLoginFlow(ctx, used.Kind, used.StateHash, at(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetLoginFlowUser(ctx, used.RequestHash, alice, at(time.Minute)); !errors.Is(err, store.ErrReplayed) {
+		t.Errorf("used flow: %v, want ErrReplayed", err)
+	}
+	// Bad input is refused before anything changes.
+	fresh := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	for name, user := range map[string]string{
+		"empty": "", "NUL": "{\"sub\":\"a\x00\"}", "bad UTF-8": "{\"sub\":\"\xff\"}",
+		"too large": `{"x":"` + strings.Repeat("a", store.MaxLoginFlowUserBytes) + `"}`,
+	} {
+		if _, err := s.SetLoginFlowUser(ctx, fresh.RequestHash, user, at(time.Minute)); err == nil || errors.Is(err, store.ErrReplayed) {
+			t.Errorf("%s user: %v, want a validation error", name, err)
+		}
+	}
+	if got := getLoginFlow(t, s, fresh); got.User != "" || !got.UserAt.IsZero() {
+		t.Errorf("refused users changed the flow: %+v", got)
+	}
+}
+
+func testLoginFlowSetUserConcurrent(t *testing.T, s store.LoginFlowStore) {
+	f := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	const n = 8
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		winners  []string
+		replayed int
+		failures []error
+	)
+	for i := range n {
+		wg.Go(func() {
+			user := fmt.Sprintf(`{"sub":"user-%d"}`, i)
+			_, err := s.SetLoginFlowUser(t.Context(), f.RequestHash, user, at(time.Minute))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				winners = append(winners, user)
+			case errors.Is(err, store.ErrReplayed):
+				replayed++
+			default:
+				failures = append(failures, err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(winners) != 1 || replayed != n-1 || len(failures) > 0 {
+		t.Fatalf("concurrent SetLoginFlowUser: winners %v, %d replayed, errors %v; want exactly one winner", winners, replayed, failures)
+	}
+	if got := getLoginFlow(t, s, f); got.User != winners[0] {
+		t.Errorf("stored user %q, the winner posted %q", got.User, winners[0])
+	}
+}
+
+func testLoginFlowUse(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	f := mustLoginFlow(t, s, newUpstreamFlow(at(0)))
+	if _, err := s.UseLoginFlow(ctx, store.LoginFlowCustom, f.StateHash, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("use as another kind: %v, want ErrNotFound", err)
+	}
+	got, err := s.UseLoginFlow(ctx, f.Kind, f.StateHash, at(time.Minute))
+	want := f
+	want.UsedAt = ms(at(time.Minute))
+	if err != nil {
+		t.Fatalf("UseLoginFlow: %v", err)
+	}
+	if d := diff(want, got); d != "" {
+		t.Errorf("UseLoginFlow (-want +got):\n%s", d)
+	}
+	// A replay is told apart while the row lives, and changes nothing.
+	for _, when := range []time.Duration{2 * time.Minute, 9 * time.Minute} {
+		again, err := s.UseLoginFlow(ctx, f.Kind, f.StateHash, at(when))
+		if !errors.Is(err, store.ErrReplayed) || !again.UsedAt.Equal(want.UsedAt) {
+			t.Errorf("replay at +%s: used %v, %v; want ErrReplayed and the first use kept", when, again.UsedAt, err)
+		}
+	}
+	if _, err := s.UseLoginFlow(ctx, f.Kind, randomHash(), at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("unknown state: %v, want ErrNotFound", err)
+	}
+	// Expired, used or not: ErrExpired, and the unused one stays unused.
+	old := mustLoginFlow(t, s, newCustomFlow(at(0)))
+	for _, fl := range []store.LoginFlow{old, f} {
+		got, err := s.UseLoginFlow(ctx, fl.Kind, fl.StateHash, fl.ExpiresAt)
+		if !errors.Is(err, store.ErrExpired) || got.ID != fl.ID {
+			t.Errorf("%s at expiry: %s, %v; want the flow and ErrExpired", fl.Kind, got.ID, err)
+		}
+	}
+	if got := getLoginFlow(t, s, old); !got.UsedAt.IsZero() {
+		t.Errorf("an expired flow was marked used: %v", got.UsedAt)
+	}
+}
+
+func testLoginFlowUseConcurrent(t *testing.T, s store.LoginFlowStore) {
+	for _, f := range []store.LoginFlow{newUpstreamFlow(at(0)), newCustomFlow(at(0))} {
+		f = mustLoginFlow(t, s, f)
+		const n = 8
+		var (
+			wg       sync.WaitGroup
+			mu       sync.Mutex
+			won      int
+			replayed int
+			failures []error
+		)
+		for range n {
+			wg.Go(func() {
+				_, err := s.UseLoginFlow(t.Context(), f.Kind, f.StateHash, at(time.Minute))
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil:
+					won++
+				case errors.Is(err, store.ErrReplayed):
+					replayed++
+				default:
+					failures = append(failures, err)
+				}
+			})
+		}
+		wg.Wait()
+		if won != 1 || replayed != n-1 || len(failures) > 0 {
+			t.Errorf("%s: concurrent uses: %d won, %d replayed, errors %v; want exactly one winner", f.Kind, won, replayed, failures)
+		}
+	}
+}
+
+func testLoginFlowDeleteExpired(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	var expired []store.LoginFlow
+	for i := range 5 {
+		f := newCustomFlow(at(0))
+		f.ExpiresAt = at(time.Duration(i+1) * time.Minute)
+		expired = append(expired, mustLoginFlow(t, s, f))
+	}
+	live := mustLoginFlow(t, s, newUpstreamFlow(at(5*time.Minute)))
+	usedLive := mustLoginFlow(t, s, newCustomFlow(at(5*time.Minute)))
+	if _, err := s.UseLoginFlow(ctx, usedLive.Kind, usedLive.StateHash, at(6*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	now := at(10 * time.Minute)
+	if n, err := s.DeleteExpiredLoginFlows(ctx, now, 3); err != nil || n != 3 {
+		t.Fatalf("DeleteExpiredLoginFlows(limit 3) = %d, %v; want 3", n, err)
+	}
+	if n, err := s.DeleteExpiredLoginFlows(ctx, now, 100); err != nil || n != 2 {
+		t.Fatalf("DeleteExpiredLoginFlows(rest) = %d, %v; want 2", n, err)
+	}
+	for _, f := range expired {
+		if _, err := s.GetLoginFlow(ctx, f.Kind, f.StateHash); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("expired flow %s survived: %v", f.ID, err)
+		}
+	}
+	// Live flows stay, a used one too (a replay must still read "replayed").
+	getLoginFlow(t, s, live)
+	if _, err := s.UseLoginFlow(ctx, usedLive.Kind, usedLive.StateHash, now); !errors.Is(err, store.ErrReplayed) {
+		t.Errorf("replay of a used live flow after the cleaner: %v, want ErrReplayed", err)
+	}
+	if n, err := s.DeleteExpiredLoginFlows(ctx, now, 0); n != 0 || err != nil {
+		t.Errorf("limit 0: %d, %v", n, err)
+	}
+}
+
+func testLoginFlowDeleteExpiredConcurrent(t *testing.T, s store.LoginFlowStore) {
+	const rows = 40
+	for range rows {
+		f := newUpstreamFlow(at(0))
+		mustLoginFlow(t, s, f)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		total int
+		errs  []error
+	)
+	for range 4 {
+		wg.Go(func() {
+			for {
+				n, err := s.DeleteExpiredLoginFlows(t.Context(), at(time.Hour), 7)
+				mu.Lock()
+				total += n
+				if err != nil {
+					errs = append(errs, err)
+				}
+				mu.Unlock()
+				if err != nil || n == 0 {
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if total != rows || len(errs) > 0 {
+		t.Errorf("concurrent cleaners deleted %d of %d rows, errors %v", total, rows, errs)
+	}
+}

@@ -1,0 +1,198 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/mcpgate/mcpgate/internal/store"
+)
+
+var _ store.LoginFlowStore = (*DB)(nil)
+
+const loginFlowColumns = `id, kind, provider, state_hash, request_hash, sealed, return_to, posted_user,
+	created_at, expires_at, user_at, used_at`
+
+func scanLoginFlow(r rowScanner) (store.LoginFlow, error) {
+	var (
+		f store.LoginFlow
+		t [4]sql.NullInt64
+	)
+	if err := r.Scan(&f.ID, &f.Kind, &f.Provider, &f.StateHash, &f.RequestHash, &f.Sealed, &f.ReturnTo, &f.User,
+		&t[0], &t[1], &t[2], &t[3]); err != nil {
+		return store.LoginFlow{}, err
+	}
+	if len(f.RequestHash) == 0 {
+		f.RequestHash = nil
+	}
+	if len(f.Sealed) == 0 {
+		f.Sealed = nil
+	}
+	f.CreatedAt, f.ExpiresAt, f.UserAt, f.UsedAt = fromMillis(t[0]), fromMillis(t[1]), fromMillis(t[2]), fromMillis(t[3])
+	return f, nil
+}
+
+// checkLoginFlow refuses a flow the store could not keep as given.
+func checkLoginFlow(f store.LoginFlow) error {
+	switch {
+	case f.ID == "":
+		return errors.New("store: login flow has no id")
+	case f.Kind != store.LoginFlowUpstream && f.Kind != store.LoginFlowCustom:
+		return fmt.Errorf("store: unknown login flow kind %q", f.Kind)
+	case f.Kind == store.LoginFlowUpstream && (f.Provider == "" || f.RequestHash != nil):
+		return errors.New("store: an upstream login flow needs a provider and has no login request")
+	case f.Kind == store.LoginFlowCustom && (f.Provider != "" || len(f.RequestHash) != sha256.Size):
+		return errors.New("store: a custom login flow needs a login request hash and has no provider")
+	case len(f.StateHash) != sha256.Size:
+		return fmt.Errorf("store: login flow state hash must be a %d-byte SHA-256 digest", sha256.Size)
+	case len(f.Sealed) > store.MaxLoginFlowSealedBytes:
+		return fmt.Errorf("store: sealed login flow secrets are larger than %d bytes", store.MaxLoginFlowSealedBytes)
+	case f.User != "" || !f.UserAt.IsZero() || !f.UsedAt.IsZero():
+		return errors.New("store: a new login flow has no user and is unused")
+	case f.ExpiresAt.IsZero():
+		return errors.New("store: login flow has no expiry")
+	}
+	return checkText("login flow", "id", f.ID, "provider", f.Provider, "return_to", f.ReturnTo)
+}
+
+// CreateLoginFlow stores a flow when fewer than max are live.
+func (d *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow, max int) error {
+	if err := checkLoginFlow(f); err != nil {
+		return err
+	}
+	created := truncMS(f.CreatedAt)
+	if created.IsZero() {
+		created = nowMS()
+	}
+	var request, sealed any
+	if f.RequestHash != nil {
+		request = f.RequestHash
+	}
+	if f.Sealed != nil {
+		sealed = f.Sealed
+	}
+	return d.inTx(ctx, func(tx *sql.Tx) error {
+		if max > 0 {
+			// Count only as far as the bound: the index range scan stops there.
+			var live int
+			err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM login_flows WHERE expires_at > $1 LIMIT $2) AS live`,
+				created.UnixMilli(), max).Scan(&live)
+			if err != nil {
+				return fmt.Errorf("create login flow: %w", err)
+			}
+			if live >= max {
+				return fmt.Errorf("create login flow: %w (%d live sign-ins)", store.ErrFull, live)
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO login_flows (`+loginFlowColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, NULL, NULL)`,
+			f.ID, f.Kind, f.Provider, f.StateHash, request, sealed, f.ReturnTo, created.UnixMilli(), f.ExpiresAt.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("create login flow: %w", mapErr(err))
+		}
+		return nil
+	})
+}
+
+// GetLoginFlow returns the flow of kind with this state hash.
+func (d *DB) GetLoginFlow(ctx context.Context, kind string, stateHash []byte) (store.LoginFlow, error) {
+	if len(stateHash) != sha256.Size || !validText(kind) {
+		return store.LoginFlow{}, fmt.Errorf("get login flow: %w", store.ErrNotFound)
+	}
+	f, err := scanLoginFlow(d.db.QueryRowContext(ctx, `SELECT `+loginFlowColumns+` FROM login_flows
+		WHERE state_hash = $1 AND kind = $2`, stateHash, kind))
+	if err != nil {
+		return store.LoginFlow{}, fmt.Errorf("get login flow: %w", mapErr(err))
+	}
+	return f, nil
+}
+
+// SetLoginFlowUser attaches the posted user to a live, unused custom flow,
+// once. The condition is in the UPDATE itself, so of concurrent callers on
+// any number of nodes exactly one changes the row.
+func (d *DB) SetLoginFlowUser(ctx context.Context, requestHash []byte, user string, at time.Time) (store.LoginFlow, error) {
+	switch {
+	case user == "":
+		return store.LoginFlow{}, errors.New("store: the posted user of a login flow is empty")
+	case len(user) > store.MaxLoginFlowUserBytes:
+		return store.LoginFlow{}, fmt.Errorf("store: the posted user of a login flow is larger than %d bytes", store.MaxLoginFlowUserBytes)
+	}
+	if err := checkText("login flow", "posted user", user); err != nil {
+		return store.LoginFlow{}, err
+	}
+	if len(requestHash) != sha256.Size {
+		return store.LoginFlow{}, fmt.Errorf("set login flow user: %w", store.ErrNotFound)
+	}
+	atMS := at.UnixMilli()
+	f, err := scanLoginFlow(d.db.QueryRowContext(ctx, `UPDATE login_flows SET posted_user = $2, user_at = $3
+		WHERE request_hash = $1 AND kind = $4 AND user_at IS NULL AND used_at IS NULL AND expires_at > $3
+		RETURNING `+loginFlowColumns, requestHash, user, atMS, store.LoginFlowCustom))
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return store.LoginFlow{}, fmt.Errorf("set login flow user: %w", err)
+	}
+	f, err = scanLoginFlow(d.db.QueryRowContext(ctx, `SELECT `+loginFlowColumns+` FROM login_flows
+		WHERE request_hash = $1 AND kind = $2`, requestHash, store.LoginFlowCustom))
+	if err != nil {
+		return store.LoginFlow{}, fmt.Errorf("set login flow user: %w", mapErr(err))
+	}
+	return f, fmt.Errorf("set login flow user: %w", whyUnusable(f, atMS))
+}
+
+// UseLoginFlow consumes a live, unused flow, once (a conditional UPDATE,
+// as in SetLoginFlowUser).
+func (d *DB) UseLoginFlow(ctx context.Context, kind string, stateHash []byte, at time.Time) (store.LoginFlow, error) {
+	if len(stateHash) != sha256.Size || !validText(kind) {
+		return store.LoginFlow{}, fmt.Errorf("use login flow: %w", store.ErrNotFound)
+	}
+	atMS := at.UnixMilli()
+	f, err := scanLoginFlow(d.db.QueryRowContext(ctx, `UPDATE login_flows SET used_at = $3
+		WHERE state_hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > $3
+		RETURNING `+loginFlowColumns, stateHash, kind, atMS))
+	if err == nil {
+		return f, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return store.LoginFlow{}, fmt.Errorf("use login flow: %w", err)
+	}
+	f, err = d.GetLoginFlow(ctx, kind, stateHash)
+	if err != nil {
+		return store.LoginFlow{}, fmt.Errorf("use login flow: %w", err)
+	}
+	return f, fmt.Errorf("use login flow: %w", whyUnusable(f, atMS))
+}
+
+// whyUnusable says why a conditional update left f alone: expired (first,
+// as the handlers have always reported it), else already used or given a
+// user.
+func whyUnusable(f store.LoginFlow, atMS int64) error {
+	if f.ExpiresAt.UnixMilli() <= atMS {
+		return store.ErrExpired
+	}
+	return store.ErrReplayed
+}
+
+// DeleteExpiredLoginFlows deletes up to limit expired flows. On
+// PostgreSQL rows another node is deleting are skipped.
+func (d *DB) DeleteExpiredLoginFlows(ctx context.Context, now time.Time, limit int) (int, error) {
+	if limit <= 0 || now.IsZero() {
+		return 0, nil
+	}
+	res, err := d.db.ExecContext(ctx, `DELETE FROM login_flows WHERE id IN (
+			SELECT id FROM login_flows WHERE expires_at < $1
+			ORDER BY expires_at LIMIT $2`+d.lockClause("FOR UPDATE SKIP LOCKED")+`)`,
+		now.UnixMilli(), limit)
+	if err != nil {
+		return 0, fmt.Errorf("delete expired login flows: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("delete expired login flows: %w", err)
+	}
+	return int(n), nil
+}
