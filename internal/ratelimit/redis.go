@@ -79,6 +79,9 @@ func NewRedis(client redis.Scripter, name string, every time.Duration, burst int
 	if name == "" || strings.Contains(name, ":") {
 		panic(fmt.Sprintf("ratelimit.NewRedis: invalid limiter name %q", name))
 	}
+	if every > 0 {
+		every = max(every, time.Microsecond) // the script counts whole microseconds
+	}
 	return &Redis{client: client, name: name, interval: every, burst: max(burst, 1), timeout: CallTimeout}
 }
 
