@@ -47,8 +47,9 @@ type Options struct {
 	UserCacheTTL        time.Duration
 	Logger              *slog.Logger
 	OnDecision          func(method, outcome, reason string) // metrics
-	// RefusalLimiter bounds refused requests per client IP (default: a
-	// burst of 120, then one a second).
+	// RefusalLimiter bounds refused requests per client IP (default: in
+	// memory, a burst of DefaultRefusalBurst, then one every
+	// DefaultRefusalEvery). An error from it fails the request closed.
 	RefusalLimiter ratelimit.Limiter
 
 	// Sessions reads browser sessions for Account (nil: Account accepts
@@ -104,8 +105,11 @@ func New(opts Options) *Authenticator {
 	a.claims = claimsCache{ttl: time.Minute, entries: map[string]cachedClaims{}}
 	a.refusals = opts.RefusalLimiter
 	if a.refusals == nil {
-		a.refusals = ratelimit.NewMemory(refusalEvery, refusalBurst, 100_000)
+		a.refusals = ratelimit.NewMemory(DefaultRefusalEvery, DefaultRefusalBurst, 100_000)
 	}
+	// Per process even when refusals are counted in Redis: it only thins
+	// out audit notes (at most one per IP, minute and node), and needs no
+	// backend that could fail.
 	a.floodNotes = ratelimit.NewMemory(time.Minute, 1, 100_000)
 	if a.opts.AccountScope == "" {
 		a.opts.AccountScope = DefaultAccountScope
@@ -204,9 +208,11 @@ func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, ref *refu
 // client IP. Only refusals count: a valid credential from the same address
 // is never held back. Past the limit the client gets 429 and the audit log
 // gets one rate_limited event per IP and minute instead of a row per request.
+// When the limiter cannot decide (a shared Redis is down) the request fails
+// closed: 503 with Retry-After, and no audit row per request either.
 const (
-	refusalEvery = time.Second // sustained refusals per IP: one a second…
-	refusalBurst = 120         // …after a burst of 120
+	DefaultRefusalEvery = time.Second // sustained refusals per IP: one a second…
+	DefaultRefusalBurst = 120         // …after a burst of 120
 )
 
 func (a *Authenticator) floodLimited(w http.ResponseWriter, r *http.Request, ref *refusal) bool {
@@ -215,7 +221,11 @@ func (a *Authenticator) floodLimited(w http.ResponseWriter, r *http.Request, ref
 		ip = httpx.ClientIP(r)
 	}
 	d, err := a.refusals.Allow(r.Context(), ip)
-	if err != nil || d.Allowed {
+	if err != nil {
+		a.unavailable(w, fmt.Errorf("authn: refusal rate limit: %w", err))
+		return true
+	}
+	if d.Allowed {
 		return false
 	}
 	a.opts.OnDecision("none", store.OutcomeDeny, audit.ReasonRateLimited)

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/mcpgate/mcpgate/internal/ratelimit"
 )
 
 // Config is the whole configuration of one mcpgate process.
@@ -75,6 +77,11 @@ type Config struct {
 	// shared secret, the button's name, and whether it is the only way in.
 	CustomLoginURL, CustomLoginSecret, CustomLoginSecretFile, CustomLoginName string
 	CustomLoginOnly                                                           bool
+
+	// RedisURL (redis://[:password@]host:port/db, or rediss:// for TLS)
+	// makes every rate limit shared by the nodes using that Redis; empty:
+	// each process limits on its own.
+	RedisURL string
 }
 
 // Defaults returns a Config with every default filled in.
@@ -150,6 +157,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CustomLoginSecretFile, "custom-login-secret-file", c.CustomLoginSecretFile, "file holding the custom login shared secret")
 	fs.StringVar(&c.CustomLoginName, "custom-login-name", c.CustomLoginName, "name on the login page's \"Continue with …\" button (default: the login URL's host)")
 	fs.BoolVar(&c.CustomLoginOnly, "custom-login-only", c.CustomLoginOnly, "/login goes straight to the custom login page")
+	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis shared by every node for rate limits: redis://[:password@]host:port/db, or rediss:// for TLS (empty: limits per process)")
 	fs.StringVar(&c.ServerKey, "server-key", c.ServerKey, "base64 of at least 32 secret bytes that derives session MCP keys; every node must use the same (default: <data-dir>/server.key, created on first start)")
 }
 
@@ -353,6 +361,11 @@ func (c *Config) Validate() error {
 	if c.ServerKey != "" {
 		if _, err := decodeServerKey(c.ServerKey); err != nil {
 			errs = append(errs, "--server-key: "+err.Error())
+		}
+	}
+	if c.RedisURL != "" {
+		if _, err := ratelimit.ParseRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, "--redis-url "+err.Error())
 		}
 	}
 	return joinErrs(errs)

@@ -78,11 +78,12 @@ func TestValidateReportsEveryProblemAtOnce(t *testing.T) {
 	c.LogLevel = "loud"
 	c.AllowedOrigins = []string{"app.example.com"}
 	c.MaxBodyBytes = 10
+	c.RedisURL = "redis://:s3cret-pw@redis.internal:6379/zero"
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted a bad config")
 	}
-	for _, want := range []string{"--addr", "--public-url", "plain http is only allowed for loopback", "--log-level", "--allowed-origins", "--max-body-bytes"} {
+	for _, want := range []string{"--addr", "--public-url", "plain http is only allowed for loopback", "--log-level", "--allowed-origins", "--max-body-bytes", "--redis-url redis://:xxxxx@redis.internal:6379/zero: redis: invalid database number"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %q:\n%v", want, err)
 		}
@@ -184,5 +185,40 @@ func TestDisablePasswordLoginEndpoint(t *testing.T) {
 	}
 	if c := parse([]string{"--disable-password-login-endpoint=false"}, map[string]string{"MCPGATE_DISABLE_PASSWORD_LOGIN_ENDPOINT": "true"}); c.DisablePasswordLogin {
 		t.Error("the flag must win over the environment")
+	}
+}
+
+func TestRedisURL(t *testing.T) {
+	c := Defaults()
+	c.DataDir = t.TempDir()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c.RegisterStorage(fs)
+	c.RegisterServe(fs)
+	env := map[string]string{"MCPGATE_REDIS_URL": "rediss://:s3cret-pw@redis.internal:6380/2"}
+	if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	if c.RedisURL != env["MCPGATE_REDIS_URL"] {
+		t.Fatalf("MCPGATE_REDIS_URL did not set RedisURL: %q", c.RedisURL)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("a valid rediss URL was refused: %v", err)
+	}
+	for u, want := range map[string]string{
+		"http://:s3cret-pw@redis.internal:6379": "must start with redis:// or rediss://",
+		"redis://:s3cret-pw@:6379/0":            "must name a host",
+		"redis://:s3cret%pw@redis.internal":     "malformed URL",
+		"redis://:s3cret-pw@redis.internal/0/1": "invalid URL path",
+	} {
+		c.RedisURL = u
+		err := c.Validate()
+		switch {
+		case err == nil:
+			t.Errorf("--redis-url %q accepted", u)
+		case !strings.Contains(err.Error(), "--redis-url") || !strings.Contains(err.Error(), want):
+			t.Errorf("--redis-url %q: %v, want %q", u, err, want)
+		case strings.Contains(err.Error(), "s3cret"):
+			t.Errorf("--redis-url %q: the password is in the error: %v", u, err)
+		}
 	}
 }

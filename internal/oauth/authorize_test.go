@@ -503,8 +503,9 @@ func TestAuthorizeRateLimited(t *testing.T) {
 
 	// A limiter that cannot decide fails closed.
 	s = newStack(t, storeSQLite(t), stackOptions{authorizeLim: failingLimiter{}})
-	if p := s.fetch(s.browser(), s.authURL(s.codeRequest(s.publicClient("App"), ch))); p.status != http.StatusServiceUnavailable {
-		t.Errorf("failing limiter: %d, want 503", p.status)
+	if p := s.fetch(s.browser(), s.authURL(s.codeRequest(s.publicClient("App"), ch))); p.status != http.StatusServiceUnavailable ||
+		p.header.Get("Retry-After") == "" || !strings.Contains(p.body, "Temporarily unavailable") {
+		t.Errorf("failing limiter: %d %v %s, want the 503 page with Retry-After", p.status, p.header, clipBody(p.body))
 	}
 }
 

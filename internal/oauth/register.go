@@ -549,6 +549,7 @@ func (c *Clients) register(w http.ResponseWriter, r *http.Request) {
 		d, err := c.opts.RegistrationLimiter.Allow(ctx, "oauth-register:"+requestIP(r))
 		if err != nil {
 			c.opts.Logger.Error("oauth: registration rate limiter failed; refusing", "err", err)
+			h.Set("Retry-After", "5")
 			c.refuseRegistration(ctx, w, http.StatusServiceUnavailable, "temporarily_unavailable", "rate_limiter_unavailable",
 				"registration is temporarily unavailable")
 			return

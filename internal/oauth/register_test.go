@@ -341,8 +341,9 @@ func TestRegisterRateLimit(t *testing.T) {
 	}
 	// A limiter that cannot decide fails closed.
 	e2 := newEnv(t, ClientsOptions{RegistrationLimiter: failingLimiter{}})
-	if rec, _ := register(t, e2, "", "application/json", body(0)); rec.Code != http.StatusServiceUnavailable {
-		t.Errorf("failing limiter: %d, want 503", rec.Code)
+	if rec, got := register(t, e2, "", "application/json", body(0)); rec.Code != http.StatusServiceUnavailable ||
+		rec.Header().Get("Retry-After") == "" || got["error"] != "temporarily_unavailable" {
+		t.Errorf("failing limiter: %d %v %v, want 503 temporarily_unavailable with Retry-After", rec.Code, rec.Header(), got)
 	}
 }
 

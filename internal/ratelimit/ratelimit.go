@@ -1,7 +1,7 @@
 // Package ratelimit decides whether an action identified by a key (an
 // account, a client IP) may happen now. Limiter is the interface callers
 // depend on; Memory is the in-process token-bucket implementation (one
-// node). A shared implementation (Redis) can satisfy the same interface.
+// node), Redis the same bucket shared by every node (redis.go).
 package ratelimit
 
 import (

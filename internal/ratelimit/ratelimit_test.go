@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/mcpgate/mcpgate/internal/ratelimit/redistest"
 )
 
 type clock struct {
@@ -21,60 +23,139 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
+func newClock() *clock { return &clock{t: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)} }
+
 func newTestMemory(every time.Duration, burst, maxKeys int) (*Memory, *clock) {
-	c := &clock{t: time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC)}
+	c := newClock()
 	m := NewMemory(every, burst, maxKeys)
 	m.now = c.now
 	return m, c
 }
 
-func allow(t *testing.T, m *Memory, key string) Decision {
+// newLimiter builds a limiter of one implementation on a test clock.
+type newLimiter func(every time.Duration, burst int) (Limiter, *clock)
+
+// eachImplementation runs fn against Memory and against Redis (the
+// latter skipped as redistest.URL describes): both must behave the same.
+func eachImplementation(t *testing.T, fn func(t *testing.T, newLimiter newLimiter)) {
+	t.Run("memory", func(t *testing.T) {
+		fn(t, func(every time.Duration, burst int) (Limiter, *clock) { return newTestMemory(every, burst, 0) })
+	})
+	t.Run("redis", func(t *testing.T) {
+		client := redistest.Client(t)
+		fn(t, func(every time.Duration, burst int) (Limiter, *clock) {
+			c := newClock()
+			r := NewRedis(client, redistest.Name(t, client), every, burst)
+			r.now = c.now
+			return r, c
+		})
+	})
+}
+
+func allow(t *testing.T, l Limiter, key string) Decision {
 	t.Helper()
-	d, err := m.Allow(context.Background(), key)
+	d, err := l.Allow(context.Background(), key)
 	if err != nil {
 		t.Fatalf("Allow(%q): %v", key, err)
 	}
 	return d
 }
 
-func TestMemoryBurstThenRefill(t *testing.T) {
-	m, c := newTestMemory(10*time.Second, 3, 0)
-	for i := range 3 {
-		if d := allow(t, m, "alice"); !d.Allowed || d.RetryAfter != 0 {
-			t.Fatalf("attempt %d: %+v, want allowed", i+1, d)
+func TestBurstThenRefill(t *testing.T) {
+	eachImplementation(t, func(t *testing.T, newLimiter newLimiter) {
+		l, c := newLimiter(10*time.Second, 3)
+		for i := range 3 {
+			if d := allow(t, l, "alice"); !d.Allowed || d.RetryAfter != 0 {
+				t.Fatalf("attempt %d: %+v, want allowed", i+1, d)
+			}
 		}
-	}
-	d := allow(t, m, "alice")
-	if d.Allowed || d.RetryAfter != 10*time.Second {
-		t.Fatalf("4th attempt: %+v, want refused with RetryAfter 10s", d)
-	}
-	// A refusal takes no token: waiting what RetryAfter said is enough.
-	c.advance(4 * time.Second)
-	if d := allow(t, m, "alice"); d.Allowed || d.RetryAfter != 6*time.Second {
-		t.Fatalf("after 4s: %+v, want refused with RetryAfter 6s", d)
-	}
-	if d := allow(t, m, "bob"); !d.Allowed {
-		t.Fatalf("another key is limited too: %+v", d)
-	}
-	c.advance(6 * time.Second)
-	if d := allow(t, m, "alice"); !d.Allowed {
-		t.Fatalf("after RetryAfter: %+v, want allowed", d)
-	}
-	if d := allow(t, m, "alice"); d.Allowed {
-		t.Fatalf("one token regained, two spent: %+v", d)
-	}
+		d := allow(t, l, "alice")
+		if d.Allowed || d.RetryAfter != 10*time.Second {
+			t.Fatalf("4th attempt: %+v, want refused with RetryAfter 10s", d)
+		}
+		// A refusal takes no token: waiting what RetryAfter said is enough.
+		c.advance(4 * time.Second)
+		if d := allow(t, l, "alice"); d.Allowed || d.RetryAfter != 6*time.Second {
+			t.Fatalf("after 4s: %+v, want refused with RetryAfter 6s", d)
+		}
+		if d := allow(t, l, "bob"); !d.Allowed {
+			t.Fatalf("another key is limited too: %+v", d)
+		}
+		c.advance(6 * time.Second)
+		if d := allow(t, l, "alice"); !d.Allowed {
+			t.Fatalf("after RetryAfter: %+v, want allowed", d)
+		}
+		if d := allow(t, l, "alice"); d.Allowed {
+			t.Fatalf("one token regained, two spent: %+v", d)
+		}
+		// A long pause refills the bucket up to the burst, no further.
+		c.advance(time.Hour)
+		for i := range 3 {
+			if d := allow(t, l, "alice"); !d.Allowed {
+				t.Fatalf("after an hour, attempt %d: %+v, want allowed", i+1, d)
+			}
+		}
+		if d := allow(t, l, "alice"); d.Allowed || d.RetryAfter != 10*time.Second {
+			t.Fatalf("after an hour, 4th attempt: %+v, want refused with RetryAfter 10s", d)
+		}
+	})
 }
 
-func TestMemoryNoLimit(t *testing.T) {
-	m, _ := newTestMemory(0, 1, 0)
-	for range 100 {
-		if d := allow(t, m, "x"); !d.Allowed {
-			t.Fatal("every <= 0 must not limit")
+// Sub-second intervals: RetryAfter is rounded up to whole milliseconds, so
+// waiting it is always enough.
+func TestRetryAfterRoundsUp(t *testing.T) {
+	eachImplementation(t, func(t *testing.T, newLimiter newLimiter) {
+		l, c := newLimiter(1500*time.Microsecond, 1)
+		allow(t, l, "k")
+		d := allow(t, l, "k")
+		if d.Allowed || d.RetryAfter != 2*time.Millisecond {
+			t.Fatalf("second attempt: %+v, want refused with RetryAfter 2ms", d)
 		}
-	}
-	if m.Len() != 0 {
-		t.Errorf("an unlimited limiter tracks %d keys", m.Len())
-	}
+		c.advance(d.RetryAfter)
+		if d := allow(t, l, "k"); !d.Allowed {
+			t.Fatalf("after RetryAfter: %+v, want allowed", d)
+		}
+	})
+}
+
+func TestNoLimit(t *testing.T) {
+	eachImplementation(t, func(t *testing.T, newLimiter newLimiter) {
+		l, _ := newLimiter(0, 1)
+		for range 100 {
+			if d := allow(t, l, "x"); !d.Allowed {
+				t.Fatal("every <= 0 must not limit")
+			}
+		}
+		if m, ok := l.(*Memory); ok && m.Len() != 0 {
+			t.Errorf("an unlimited limiter tracks %d keys", m.Len())
+		}
+	})
+}
+
+func TestConcurrent(t *testing.T) {
+	eachImplementation(t, func(t *testing.T, newLimiter newLimiter) {
+		l, _ := newLimiter(time.Hour, 50)
+		var allowed atomic.Int32
+		var wg sync.WaitGroup
+		for range 20 {
+			wg.Go(func() {
+				for range 10 {
+					d, err := l.Allow(context.Background(), "shared")
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if d.Allowed {
+						allowed.Add(1)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if allowed.Load() != 50 {
+			t.Errorf("%d of 200 concurrent attempts allowed, want exactly the burst of 50", allowed.Load())
+		}
+	})
 }
 
 func TestMemoryIsBounded(t *testing.T) {
@@ -104,28 +185,4 @@ func TestMemoryIsBounded(t *testing.T) {
 		t.Fatal("busy's bucket was reset by the sweep")
 	}
 	_ = c
-}
-
-func TestMemoryConcurrent(t *testing.T) {
-	m, _ := newTestMemory(time.Hour, 50, 0)
-	var allowed atomic.Int32
-	var wg sync.WaitGroup
-	for range 20 {
-		wg.Go(func() {
-			for range 10 {
-				d, err := m.Allow(context.Background(), "shared")
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				if d.Allowed {
-					allowed.Add(1)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if allowed.Load() != 50 {
-		t.Errorf("%d of 200 concurrent attempts allowed, want exactly the burst of 50", allowed.Load())
-	}
 }

@@ -55,10 +55,15 @@ type benchAS struct {
 }
 
 // postgresSchemaURL returns MCPGATE_TEST_POSTGRES_DSN pointing at a fresh
-// schema, dropped when b ends; it skips b without the variable.
-func postgresSchemaURL(b *testing.B) string {
+// schema, dropped when b ends; it skips b without the variable (fails it
+// under CI=true, like storetest.Postgres).
+func postgresSchemaURL(b testing.TB) string {
+	b.Helper()
 	dsn := os.Getenv(storetest.PostgresEnv)
 	if dsn == "" {
+		if os.Getenv("CI") == "true" {
+			b.Fatalf("%s must be set when CI=true (PostgreSQL tests may not be skipped on CI)", storetest.PostgresEnv)
+		}
 		b.Skip(storetest.PostgresEnv + " not set")
 	}
 	admin, err := sql.Open("pgx", dsn)

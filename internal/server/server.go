@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/mcpgate/mcpgate/internal/api"
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/audit"
@@ -63,6 +65,9 @@ type Server struct {
 	oauth   *oauth.Server
 	flows   *loginflow.Flows
 	handler http.Handler
+	// redis, with --redis-url, holds the rate limits every node shares
+	// (see limiter).
+	redis *redis.Client
 }
 
 // cimdLoopbackForTests lets tests serve client metadata documents on
@@ -79,6 +84,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	rdb, err := openRedis(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
 	m := metrics.New()
 	core, err := OpenCore(ctx, cfg, log, func(e audit.Event) {
 		switch e.Type {
@@ -93,12 +102,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, out io.Writer
 		}
 	})
 	if err != nil {
+		closeRedis(rdb)
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: log, core: core, metrics: m}
+	s := &Server{cfg: cfg, log: log, core: core, metrics: m, redis: rdb}
 	if err := s.build(ctx, out); err != nil {
-		core.Close(context.Background())
+		s.Close()
 		return nil, err
+	}
+	if rdb != nil {
+		log.Info("rate limits shared through Redis", "redis", ratelimit.RedactRedisURL(cfg.RedisURL))
 	}
 	return s, nil
 }
@@ -139,7 +152,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		SupportedScopes: append(reg.AllScopes(), identityScopes...),
 		CIMDAllowHosts:  cfg.CIMDAllowHosts, CIMDDenyHosts: cfg.CIMDDenyHosts,
 		// Generous: hosted connectors register from shared egress IPs.
-		RegistrationLimiter: ratelimit.NewMemory(6*time.Second, 100, 100_000),
+		RegistrationLimiter: s.limiter("oauth-register", 6*time.Second, 100),
 		UnusedTTL:           cfg.RegistrationUnused, IdleTTL: cfg.RegistrationIdle,
 		CIMDAllowLoopback: cimdLoopbackForTests,
 		CIMDRootCAs:       cimdRootsForTests,
@@ -168,8 +181,12 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		RefreshIdle: cfg.RefreshIdle, RefreshAbsolute: cfg.RefreshLifetime, RefreshGrace: refreshGrace(cfg.RefreshGrace),
 		ErrorPage: pages.ErrorPage, Logger: s.log,
 		// Seals the one successor a grace-window retry gets back.
-		ServerKey: s.core.ServerKey,
+		ServerKey:        s.core.ServerKey,
+		AuthorizeLimiter: s.limiter("oauth-authorize", oauth.DefaultAuthorizeEvery, oauth.DefaultAuthorizeBurst),
 	})
+	s.core.Users.SetLoginLimiters(
+		s.limiter("login-account", identity.DefaultLoginAccountEvery, identity.DefaultLoginAccountBurst),
+		s.limiter("login-ip", identity.DefaultLoginIPEvery, identity.DefaultLoginIPBurst))
 	verifier, err := verify.New(verify.Options{Issuer: issuer, Audience: cfg.MCPURL(), Keys: iss.KeySet()})
 	if err != nil {
 		return err
@@ -199,6 +216,7 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		// make cookie-authenticated calls (login, credentials, facade).
 		CSRFTrustedOrigins: cfg.AllowedOrigins,
 		AccessTokens:       &authn.AccessTokens{Verifier: verifier, GrantActive: s.oauth.GrantActive},
+		RefusalLimiter:     s.limiter("authn-refusal", authn.DefaultRefusalEvery, authn.DefaultRefusalBurst),
 		External:           external,
 		OnDecision: func(method, outcome, reason string) {
 			s.metrics.AuthDecisions.WithLabelValues(method, outcome, reason).Inc()
@@ -229,7 +247,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	pages.OAuthRoutes(mux, s.oauth)
 	// Sign-ins through upstream providers and the custom login keep their
 	// pending state in the store, so any node can finish them.
-	s.flows, err = loginflow.New(loginflow.Options{Store: s.core.DB, ServerKey: s.core.ServerKey, Logger: s.log})
+	s.flows, err = loginflow.New(loginflow.Options{Store: s.core.DB, ServerKey: s.core.ServerKey, Logger: s.log,
+		StartLimiter: s.limiter("login-start", loginflow.DefaultStartEvery, loginflow.DefaultStartBurst)})
 	if err != nil {
 		return err
 	}
@@ -446,9 +465,18 @@ func (s *Server) Run(ctx context.Context, ready func(addr net.Addr)) error {
 	return serveErr
 }
 
-// Close flushes and closes the core (store, audit, key last-used).
+// Close flushes and closes the core (store, audit, key last-used) and the
+// Redis client.
 func (s *Server) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return s.core.Close(ctx)
+	err := s.core.Close(ctx)
+	closeRedis(s.redis)
+	return err
+}
+
+func closeRedis(c *redis.Client) {
+	if c != nil {
+		c.Close()
+	}
 }
