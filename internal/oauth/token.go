@@ -178,7 +178,7 @@ func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []st
 		}
 		return issued{}, &tokenError{code: "invalid_grant", reason: audit.ReasonTokenTooLarge, grantID: g.ID, userID: g.UserID,
 			description: "the access token would be larger than 8 KiB with the custom claims of this sign-in, so none is issued and this authorization is revoked; ask the administrator to copy fewer claims into tokens (--access-token-claims)",
-			details: map[string]any{"claims": names}}, nil
+			details:     map[string]any{"claims": names}}, nil
 	}
 	if err != nil {
 		return issued{}, nil, err
