@@ -43,7 +43,7 @@ type jwtEnv struct {
 	keysDown bool
 }
 
-func newJWTEnv(t *testing.T) *jwtEnv {
+func newJWTEnv(t testing.TB) *jwtEnv {
 	t.Helper()
 	db := storetest.SQLite(t)
 	e := &jwtEnv{rec: &recorder{}, db: db, revoked: map[string]bool{}}
@@ -90,7 +90,7 @@ func (k keySource) LookupKey(ctx context.Context, kid, alg string) (verify.Publi
 	return k.e.issuer.KeySet().LookupKey(ctx, kid, alg)
 }
 
-func (e *jwtEnv) mint(t *testing.T, c tokens.AccessClaims) string {
+func (e *jwtEnv) mint(t testing.TB, c tokens.AccessClaims) string {
 	t.Helper()
 	tok, _, err := e.issuer.MintAccessToken(context.Background(), c)
 	if err != nil {
