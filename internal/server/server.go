@@ -167,6 +167,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		ErrorPage: pages.ErrorPage, Logger: s.log,
 		// Seals the one successor a grace-window retry gets back.
 		ServerKey: s.core.ServerKey,
+		// The sign-in's custom claims that access tokens carry.
+		AccessTokenClaims: cfg.AccessTokenClaimNames(),
 	})
 	verifier, err := verify.New(verify.Options{Issuer: issuer, Audience: cfg.MCPURL(), Keys: iss.KeySet()})
 	if err != nil {
