@@ -71,6 +71,9 @@ const (
 	ReasonRefreshExpired       = "refresh_expired"
 	ReasonRefreshReplayed      = "refresh_replayed"
 	ReasonGrantExpired         = "grant_expired"
+	// The custom claims copied into the access token (--access-token-claims)
+	// would make it larger than verifiers accept: no token, grant revoked.
+	ReasonTokenTooLarge = "token_too_large"
 
 	// Access tokens (authn, userinfo, introspection). ReasonMalformed,
 	// ReasonExpired and ReasonDisabledUser are shared.

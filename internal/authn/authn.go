@@ -79,11 +79,12 @@ const DefaultAccountScope = "account"
 
 // Authenticator is the authentication middleware.
 type Authenticator struct {
-	opts    Options
-	origins map[string]bool
-	users   userCache
-	claims  claimsCache
-	csrf    *http.CrossOriginProtection
+	opts        Options
+	origins     map[string]bool
+	users       userCache
+	claims      claimsCache      // session keys' session claims
+	tokenClaims tokenClaimsCache // access tokens' claims (jwt.go)
+	csrf        *http.CrossOriginProtection
 
 	refusals   ratelimit.Limiter // per client IP, see floodLimited
 	floodNotes ratelimit.Limiter // one audit note per IP and minute while limited
@@ -379,11 +380,13 @@ func (a *Authenticator) authenticateKey(r *http.Request) (*principal.Principal, 
 		ExpiresAt: res.ExpiresAt(),
 	}
 	if res.Kind() == store.KeyKindSession && a.opts.SessionClaims != nil {
-		claims, err := a.claims.get(r.Context(), res.KeyID(), a.opts.SessionClaims)
+		// The browser session's custom claims, and the roles of its
+		// "roles" claim next to the user's own (never "admin").
+		cc, err := a.claims.get(r.Context(), res.KeyID(), a.opts.SessionClaims)
 		if err != nil {
 			return nil, nil, err
 		}
-		p.Claims = claims
+		p.Claims, p.Roles = cc.claims, principal.MergeRoles(u.Roles, cc.roles)
 	}
 	return p, nil, nil
 }
@@ -398,28 +401,30 @@ type claimsCache struct {
 
 type cachedClaims struct {
 	claims map[string]any
+	roles  []string // principal.ClaimRoles of the "roles" claim
 	until  time.Time
 }
 
-func (c *claimsCache) get(ctx context.Context, keyID string, load func(context.Context, string) (map[string]any, error)) (map[string]any, error) {
+func (c *claimsCache) get(ctx context.Context, keyID string, load func(context.Context, string) (map[string]any, error)) (cachedClaims, error) {
 	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.entries[keyID]
 	c.mu.Unlock()
 	if ok && now.Before(e.until) {
-		return e.claims, nil
+		return e, nil
 	}
 	claims, err := load(ctx, keyID)
 	if err != nil {
-		return nil, err
+		return cachedClaims{}, err
 	}
+	e = cachedClaims{claims: claims, roles: principal.ClaimRoles(claims[principal.RolesClaim]), until: now.Add(c.ttl)}
 	c.mu.Lock()
 	if len(c.entries) >= userCacheMax {
 		clear(c.entries)
 	}
-	c.entries[keyID] = cachedClaims{claims: claims, until: now.Add(c.ttl)}
+	c.entries[keyID] = e
 	c.mu.Unlock()
-	return claims, nil
+	return e, nil
 }
 
 // queryCredential scans the raw query itself, splitting on both '&' and ';':

@@ -15,7 +15,6 @@ package authn
 import (
 	"errors"
 	"net/http"
-	"slices"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/federation"
@@ -47,7 +46,8 @@ func (a *Authenticator) takesExternal(token string) (jwt, ok bool) {
 // authenticateExternal verifies an external token and builds the
 // principal: the provisioned user, Method external_jwt (or
 // external_introspection), Roles = the user's local roles plus the mapped
-// ones, Scopes from the mapping, Claims = the token's claims.
+// ones (never "admin" from the token), Scopes from the mapping, Claims =
+// the token's claims.
 func (a *Authenticator) authenticateExternal(r *http.Request, tok string, jwt bool) (*principal.Principal, *refusal, error) {
 	ctx := r.Context()
 	method := federation.MethodExternalJWT
@@ -91,12 +91,9 @@ func (a *Authenticator) authenticateExternal(r *http.Request, tok string, jwt bo
 		ref.userID = u.ID
 		return nil, ref, nil
 	}
-	roles := slices.Clone(u.Roles)
-	for _, r := range id.Roles {
-		if !slices.Contains(roles, r) {
-			roles = append(roles, r)
-		}
-	}
+	// The mapped roles join the user's own for this request (never
+	// "admin": principal.MergeRoles; federation drops it when mapping).
+	roles := principal.MergeRoles(u.Roles, id.Roles)
 	if id.Provisioned {
 		details["method"] = id.Method
 		if id.ClientID != "" {

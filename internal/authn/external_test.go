@@ -120,6 +120,26 @@ func lastRejection(t *testing.T, rec *recorder) audit.Event {
 	return last
 }
 
+// TestExternalTokenNeverAdmin: an external issuer's mapped "admin" is not
+// mcpgate's admin role: other mapped roles join the user's, "admin" does
+// not, so the token cannot read everyone's audit log.
+func TestExternalTokenNeverAdmin(t *testing.T) {
+	e := newExtEnv(t)
+	m := e.claims(e.issuer, "kc-admin")
+	m["realm_access"] = map[string]any{"roles": []string{"admin", "auditor", "ADMIN"}}
+	w, p := e.call("Authorization", "Bearer "+e.sign(t, e.key, "ext-1", m))
+	if p == nil {
+		t.Fatalf("refused: %d %s", w.Code, w.Body)
+	}
+	if !slices.Equal(p.Roles, []string{"auditor"}) || p.HasRole("admin") {
+		t.Errorf("roles = %v, want [auditor]: an issuer's admin is not mcpgate's", p.Roles)
+	}
+	// The mapped roles are never stored on the user.
+	if u, err := e.db.GetUser(t.Context(), p.UserID); err != nil || len(u.Roles) != 0 {
+		t.Errorf("stored roles = %v (%v)", u.Roles, err)
+	}
+}
+
 func TestExternalTokenPrincipal(t *testing.T) {
 	e := newExtEnv(t)
 	tok := e.sign(t, e.key, "ext-1", e.claims(e.issuer, "kc-123"))

@@ -20,6 +20,13 @@ package authn
 //     grant's tokens stop within seconds on every node;
 //  3. the user exists and is not disabled (through the user cache).
 //
+// The principal carries the token's custom claims (those mcpgate copied
+// from the user's sign-in, --access-token-claims) in Claims next to
+// "jti", and the roles of its "roles" claim next to the user's own
+// (principal.MergeRoles: never "admin"). A token's claims never change,
+// so they are decoded once per token and kept (tokenClaimsCache) until it
+// expires: the verifier's cache hit stays allocation-light.
+//
 // Every refusal is 401 invalid_token for the client and an auth.rejected
 // audit event with the precise reason: malformed, bad_algorithm,
 // wrong_type, unknown_kid, bad_signature, wrong_issuer, wrong_audience,
@@ -31,6 +38,8 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/principal"
@@ -108,9 +117,15 @@ func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (*principal
 		}
 		return nil, ref, nil
 	}
+	tc, err := a.tokenClaims.get(c)
+	if err != nil {
+		// The verifier accepted the token, so its payload decodes; if it
+		// does not, refuse rather than act without its claims.
+		return nil, invalid(audit.ReasonMalformed, map[string]any{"problem": truncate(err.Error(), 300), "client_id": truncate(c.ClientID, 300)}), nil
+	}
 	p := &principal.Principal{
 		Scopes: c.Scopes(), Method: MethodOAuth, CredentialID: c.GrantID, ClientID: c.ClientID,
-		ExpiresAt: c.ExpiresAt, Claims: map[string]any{"jti": c.JTI},
+		ExpiresAt: c.ExpiresAt, Claims: tc.claims,
 	}
 	if isClient {
 		return p, nil, nil
@@ -129,6 +144,50 @@ func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (*principal
 		ref.keyID, ref.userID = c.GrantID, u.ID
 		return nil, ref, nil
 	}
-	p.UserID, p.Email, p.Name, p.Roles = u.ID, u.Email, u.DisplayName, u.Roles
+	p.UserID, p.Email, p.Name, p.Roles = u.ID, u.Email, u.DisplayName, principal.MergeRoles(u.Roles, tc.roles)
 	return p, nil, nil
+}
+
+// tokenClaimsCache keeps, per verified access token (by jti: 128 random
+// bits mcpgate chose and signed), the principal's claims and claim roles
+// until the token expires. The maps are shared by the requests of one
+// token: principals treat Claims as read-only.
+type tokenClaimsCache struct {
+	mu      sync.RWMutex
+	entries map[string]tokenClaims
+}
+
+type tokenClaims struct {
+	claims map[string]any // "jti" and the custom claims
+	roles  []string       // principal.ClaimRoles of the "roles" claim
+	until  time.Time      // the token's expiry
+}
+
+func (c *tokenClaimsCache) get(t verify.Compact) (tokenClaims, error) {
+	c.mu.RLock()
+	e, ok := c.entries[t.JTI]
+	c.mu.RUnlock()
+	if ok && time.Now().Before(e.until) {
+		return e, nil
+	}
+	full, err := t.Claims()
+	if err != nil {
+		return tokenClaims{}, err
+	}
+	e = tokenClaims{claims: map[string]any{"jti": t.JTI}, until: t.ExpiresAt}
+	for k, v := range full.Raw {
+		// Protocol claims are the verifier's business; everything else in
+		// an mcpgate token is a custom claim of the user's sign-in.
+		if !principal.ReservedClaim(k) {
+			e.claims[k] = v
+		}
+	}
+	e.roles = principal.ClaimRoles(e.claims[principal.RolesClaim])
+	c.mu.Lock()
+	if c.entries == nil || len(c.entries) >= userCacheMax {
+		c.entries = map[string]tokenClaims{}
+	}
+	c.entries[t.JTI] = e
+	c.mu.Unlock()
+	return e, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -43,7 +44,7 @@ type jwtEnv struct {
 	keysDown bool
 }
 
-func newJWTEnv(t *testing.T) *jwtEnv {
+func newJWTEnv(t testing.TB) *jwtEnv {
 	t.Helper()
 	db := storetest.SQLite(t)
 	e := &jwtEnv{rec: &recorder{}, db: db, revoked: map[string]bool{}}
@@ -90,7 +91,7 @@ func (k keySource) LookupKey(ctx context.Context, kid, alg string) (verify.Publi
 	return k.e.issuer.KeySet().LookupKey(ctx, kid, alg)
 }
 
-func (e *jwtEnv) mint(t *testing.T, c tokens.AccessClaims) string {
+func (e *jwtEnv) mint(t testing.TB, c tokens.AccessClaims) string {
 	t.Helper()
 	tok, _, err := e.issuer.MintAccessToken(context.Background(), c)
 	if err != nil {
@@ -147,6 +148,47 @@ func TestJWTPrincipal(t *testing.T) {
 	}
 	if got := e.rec.take(); len(got) != 0 {
 		t.Errorf("allowed requests audited: %v", got)
+	}
+}
+
+// TestJWTCustomClaims: the custom claims mcpgate copied into an access
+// token reach the principal (with "jti"), the same on every request of the
+// token; the roles of its "roles" claim join the user's own for tool
+// decisions, except "admin", which only the user's stored roles give.
+func TestJWTCustomClaims(t *testing.T) {
+	e := newJWTEnv(t)
+	tok := e.mint(t, tokens.AccessClaims{Subject: e.user.ID, ClientID: "client_a", Audience: base + "/mcp", Scopes: []string{"payments:read"}, GrantID: "grt_1",
+		Extra: map[string]any{"organization_id": "org_acme", "roles": []string{"auditor", "admin", "user"}, "seats": 12}})
+	for i := range 2 { // the second request is served from the caches
+		w, p := e.call("Authorization", "Bearer "+tok)
+		if p == nil {
+			t.Fatalf("request %d refused: %d %s", i, w.Code, w.Body)
+		}
+		jti, _ := p.Claims["jti"].(string)
+		want := map[string]any{"jti": jti, "organization_id": "org_acme", "roles": []any{"auditor", "admin", "user"}, "seats": 12.0}
+		if d := cmp.Diff(want, p.Claims); jti == "" || d != "" {
+			t.Errorf("request %d: claims (-want +got):\n%s", i, d)
+		}
+		if org, ok := p.ClaimString("organization_id"); !ok || org != "org_acme" {
+			t.Errorf("request %d: ClaimString(organization_id) = %q, %v", i, org, ok)
+		}
+		if d := cmp.Diff([]string{"user", "auditor"}, p.Roles); d != "" {
+			t.Errorf("request %d: roles (-want +got):\n%s", i, d)
+		}
+		if p.HasRole("admin") {
+			t.Errorf("request %d: a token's roles claim made the user an admin", i)
+		}
+	}
+	// A role string rather than a list, and a client-credentials token
+	// (no user: no roles at all, whatever the token says).
+	spaced := e.mint(t, tokens.AccessClaims{Subject: e.user.ID, ClientID: "client_a", Audience: base + "/mcp", GrantID: "grt_3",
+		Extra: map[string]any{"roles": "auditor  support"}})
+	if _, p := e.call("Authorization", "Bearer "+spaced); p == nil || !slices.Equal(p.Roles, []string{"user", "auditor", "support"}) {
+		t.Errorf("space-separated roles: %+v", p)
+	}
+	cc := e.mint(t, tokens.AccessClaims{ClientID: "client_svc", Audience: base + "/mcp", GrantID: "grt_2", Extra: map[string]any{"roles": []string{"auditor"}}})
+	if _, p := e.call("Authorization", "Bearer "+cc); p == nil || len(p.Roles) != 0 || p.UserID != "" {
+		t.Errorf("client credentials principal %+v", p)
 	}
 }
 

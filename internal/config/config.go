@@ -68,6 +68,11 @@ type Config struct {
 	// DisablePasswordLogin turns off the simple token login for scripts
 	// (POST /auth/login, GET /auth/status: 404).
 	DisablePasswordLogin bool
+	// AccessTokenClaims names the custom claims of a browser session
+	// (custom login, upstream roles mapping and kept claims) that are
+	// copied into the OAuth access tokens issued from that session
+	// (claims.go). Empty: none.
+	AccessTokenClaims []string
 
 	ExternalIssuersFile string // JSON file of trusted external token issuers (external.go)
 	// UpstreamProvidersFile lists the identity providers offered on the
@@ -149,6 +154,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RegistrationUnused, "registration-unused-ttl", c.RegistrationUnused, "dynamically registered OAuth clients that never completed a login are removed after this")
 	fs.DurationVar(&c.RegistrationIdle, "registration-idle-ttl", c.RegistrationIdle, "dynamically registered OAuth clients unused this long are removed")
 	fs.BoolVar(&c.DisableRegistration, "disable-registration", c.DisableRegistration, "turn off dynamic client registration (RFC 7591); client metadata documents and pre-registered clients still work")
+	fs.StringSliceVar(&c.AccessTokenClaims, "access-token-claims", c.AccessTokenClaims, "custom claims of the user's sign-in (custom login, upstream roles and kept claims) copied into OAuth access tokens, e.g. organization_id,roles (default none; see docs/configuration.md)")
 	fs.BoolVar(&c.DisablePasswordLogin, "disable-password-login-endpoint", c.DisablePasswordLogin, "turn off POST /auth/login and GET /auth/status, the email-and-password token login for scripts (the client sees the password; OAuth and API keys still work)")
 	fs.StringVar(&c.ExternalIssuersFile, "external-issuers-file", c.ExternalIssuersFile, "JSON file listing trusted external token issuers whose access tokens /mcp accepts (JWKS or introspection; see docs/configuration.md)")
 	fs.StringVar(&c.UpstreamProvidersFile, "upstream-providers-file", c.UpstreamProvidersFile, "JSON file listing upstream identity providers (OIDC, GitHub) offered as \"Continue with …\" on the login page (see docs/upstream-login.md)")
@@ -334,6 +340,7 @@ func (c *Config) Validate() error {
 	if c.RefreshGrace < 0 || c.RefreshGrace > 5*time.Minute {
 		errs = append(errs, fmt.Sprintf("--refresh-grace %s: must be between 0 and 5m", c.RefreshGrace))
 	}
+	errs = append(errs, c.validateAccessTokenClaims()...)
 	if c.RegistrationUnused < time.Hour || c.RegistrationIdle < time.Hour {
 		errs = append(errs, "--registration-unused-ttl and --registration-idle-ttl must be at least 1h")
 	}

@@ -15,7 +15,9 @@ package config
 //	  "scopes": ["openid", "email", "profile"],
 //	  "quirks": {"omit_resource": true, "audience": "", "allow_issuer_mismatch_for_multitenant": false},
 //	  "link_by_email": false,
-//	  "allow": {"email_domains": ["example.com"], "groups": [], "claims": {"department": ["eng"]}}
+//	  "allow": {"email_domains": ["example.com"], "groups": [], "claims": {"department": ["eng"]}},
+//	  "roles_claim": "groups",
+//	  "custom_claims": ["organization_id"]
 //	}]}
 //
 // Unknown fields are errors and every problem is reported at once.
@@ -31,6 +33,8 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/mcpgate/mcpgate/internal/principal"
 )
 
 // Upstream provider types.
@@ -73,6 +77,15 @@ type UpstreamProvider struct {
 	// when the provider says the email is verified.
 	LinkByEmail bool
 	Allow       UpstreamAllow
+	// RolesClaim names the ID token claim (a name, or a dotted path such
+	// as "realm_access.roles") holding the user's roles or groups; they
+	// become the session's "roles" custom claim, which counts for tool
+	// decisions (never as mcpgate's admin role). "": no roles. OIDC only.
+	RolesClaim string
+	// CustomClaims are ID token claims kept with the session as custom
+	// claims (like bring-your-own-login's), for tools and, through
+	// --access-token-claims, access tokens. OIDC only.
+	CustomClaims []string
 	// GitHub endpoints (defaults: github.com); overridable for GitHub
 	// Enterprise Server and tests.
 	AuthURL, TokenURL, APIURL string
@@ -155,9 +168,11 @@ type upstreamFileEntry struct {
 		Groups       []string            `json:"groups"`
 		Claims       map[string][]string `json:"claims"`
 	} `json:"allow"`
-	AuthURL  string `json:"auth_url"`
-	TokenURL string `json:"token_url"`
-	APIURL   string `json:"api_url"`
+	RolesClaim   string   `json:"roles_claim"`
+	CustomClaims []string `json:"custom_claims"`
+	AuthURL      string   `json:"auth_url"`
+	TokenURL     string   `json:"token_url"`
+	APIURL       string   `json:"api_url"`
 }
 
 // ParseUpstreamProviders parses and validates an upstream providers file,
@@ -227,6 +242,7 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 			AllowIssuerMismatchForMultitenant: fe.Quirks.AllowIssuerMismatchForMultitenant},
 		Allow:   UpstreamAllow{EmailDomains: fe.Allow.EmailDomains, Groups: fe.Allow.Groups, Claims: fe.Allow.Claims},
 		AuthURL: fe.AuthURL, TokenURL: fe.TokenURL, APIURL: fe.APIURL,
+		RolesClaim: fe.RolesClaim, CustomClaims: slices.Clone(fe.CustomClaims),
 	}
 	if !upstreamNameRE.MatchString(p.Name) {
 		bad("name %q: must be 1 to 40 of a-z, 0-9, '-' and '_', starting with a letter or digit", clipStr(p.Name))
@@ -290,6 +306,9 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 		if p.Quirks.AllowIssuerMismatchForMultitenant {
 			bad("quirks.allow_issuer_mismatch_for_multitenant: only for oidc providers")
 		}
+		if p.RolesClaim != "" || len(p.CustomClaims) > 0 {
+			bad("roles_claim and custom_claims: GitHub has no ID token claims to take roles or claims from")
+		}
 	default:
 		bad(`type %q: must be "oidc" or "github"`, clipStr(p.Type))
 	}
@@ -319,6 +338,7 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 			bad("allow.groups: empty group name")
 		}
 	}
+	errs = append(errs, p.validateClaims()...)
 	for name, vals := range p.Allow.Claims {
 		if name == "" || len(vals) == 0 {
 			bad("allow.claims %q: needs a claim name and at least one value", clipStr(name))
@@ -329,4 +349,37 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 		}
 	}
 	return p, errs
+}
+
+// maxKeptClaims: a session keeps at most 32 custom claims, one of them the
+// roles claim.
+const maxKeptClaims = maxAccessTokenClaims - 1
+
+// validateClaims checks roles_claim and custom_claims.
+func (p *UpstreamProvider) validateClaims() []string {
+	var errs []string
+	if p.RolesClaim != "" && (len(p.RolesClaim) > 200 || !utf8.ValidString(p.RolesClaim) || strings.ContainsFunc(p.RolesClaim, isControl)) {
+		errs = append(errs, "roles_claim: a claim name or dotted path of at most 200 characters")
+	}
+	if len(p.CustomClaims) > maxKeptClaims {
+		errs = append(errs, fmt.Sprintf("custom_claims: %d claims, at most %d", len(p.CustomClaims), maxKeptClaims))
+	}
+	seen := map[string]bool{}
+	for _, name := range p.CustomClaims {
+		label := fmt.Sprintf("custom_claims %q: ", clipStr(name))
+		switch {
+		case name == "" || len(name) > maxAccessTokenClaimLen || !utf8.ValidString(name) || strings.ContainsFunc(name, isControl):
+			errs = append(errs, label+fmt.Sprintf("a claim name is 1 to %d bytes of text", maxAccessTokenClaimLen))
+		case principal.ReservedClaim(name):
+			errs = append(errs, label+"a protocol claim, not a user attribute")
+		case IdentityClaim(name):
+			errs = append(errs, label+"describes the user (mcpgate keeps it on the user), not a custom claim")
+		case name == principal.RolesClaim:
+			errs = append(errs, label+`set roles_claim to the claim holding the roles instead (it becomes the session's "roles" claim)`)
+		case seen[name]:
+			errs = append(errs, label+"named twice")
+		}
+		seen[name] = true
+	}
+	return errs
 }

@@ -74,3 +74,49 @@ func TestValidateUpstreamProvidersFile(t *testing.T) {
 		t.Errorf("own issuer: %v", err)
 	}
 }
+
+func TestUpstreamRolesClaimAndCustomClaims(t *testing.T) {
+	none := func(string) string { return "" }
+	list, err := ParseUpstreamProviders([]byte(`{"providers": [
+	  {"name": "kc", "type": "oidc", "issuer": "https://sso.example.com/realms/main", "client_id": "c", "client_secret": "s",
+	   "roles_claim": "realm_access.roles", "custom_claims": ["organization_id", "department"]}
+	]}`), none)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := list[0]; p.RolesClaim != "realm_access.roles" || strings.Join(p.CustomClaims, " ") != "organization_id department" {
+		t.Errorf("provider = %+v", p)
+	}
+
+	many := `"c0"`
+	for i := 1; i < 32; i++ {
+		many += `, "c` + strings.Repeat("x", i) + `"`
+	}
+	_, err = ParseUpstreamProviders([]byte(`{"providers": [
+	  {"name": "gh", "type": "github", "client_id": "c", "client_secret": "s", "roles_claim": "roles"},
+	  {"name": "gh2", "type": "github", "client_id": "c", "client_secret": "s", "custom_claims": ["login"]},
+	  {"name": "o", "type": "oidc", "issuer": "https://sso.example.com", "client_id": "c", "client_secret": "s",
+	   "custom_claims": ["aud", "email", "roles", "org", "org", "", "acr"]},
+	  {"name": "many", "type": "oidc", "issuer": "https://sso.example.com", "client_id": "c", "client_secret": "s",
+	   "roles_claim": "`+strings.Repeat("r", 201)+`", "custom_claims": [`+many+`]}
+	]}`), none)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{
+		`provider 1 ("gh"): roles_claim and custom_claims: GitHub has no ID token claims`,
+		`provider 2 ("gh2"): roles_claim and custom_claims: GitHub`,
+		`custom_claims "aud": a protocol claim`,
+		`custom_claims "acr": a protocol claim`,
+		`custom_claims "email": describes the user`,
+		`custom_claims "roles": set roles_claim`,
+		`custom_claims "org": named twice`,
+		`custom_claims "": a claim name is 1 to 64 bytes`,
+		`provider 4 ("many"): roles_claim: a claim name or dotted path of at most 200`,
+		`custom_claims: 32 claims, at most 31`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

@@ -76,8 +76,8 @@ const RequestTTL = loginflow.TTL
 // Limits on the user description the operator app posts.
 const (
 	MaxBodyBytes   = 16 << 10
-	MaxClaims      = 32
-	MaxClaimBytes  = 1 << 10
+	MaxClaims      = session.MaxClaims
+	MaxClaimBytes  = session.MaxClaimBytes
 	maxSubject     = 255
 	bindCookie     = "mcpgate_login_request"
 	cookiePath     = "/login/"
@@ -361,34 +361,9 @@ func btoi(b bool) int {
 }
 
 // claimValue accepts a string, number, bool or array of strings whose JSON
-// form is at most MaxClaimBytes.
-func claimValue(v any) (any, error) {
-	switch v := v.(type) {
-	case string, json.Number, bool:
-		if s, ok := v.(string); ok && (!utf8.ValidString(s) || strings.ContainsRune(s, 0)) {
-			return nil, errors.New("must be valid text")
-		}
-	case []any:
-		out := make([]string, 0, len(v))
-		for _, e := range v {
-			s, ok := e.(string)
-			if !ok || !utf8.ValidString(s) || strings.ContainsRune(s, 0) {
-				return nil, errors.New("arrays may hold strings only")
-			}
-			out = append(out, s)
-		}
-		if b, _ := json.Marshal(out); len(b) > MaxClaimBytes {
-			return nil, fmt.Errorf("is longer than %d bytes", MaxClaimBytes)
-		}
-		return out, nil
-	default:
-		return nil, errors.New("must be a string, number, boolean or array of strings")
-	}
-	if b, _ := json.Marshal(v); len(b) > MaxClaimBytes {
-		return nil, fmt.Errorf("is longer than %d bytes", MaxClaimBytes)
-	}
-	return v, nil
-}
+// form is at most MaxClaimBytes (session.ClaimValue: the same rules for
+// every login source that keeps claims with a session).
+func claimValue(v any) (any, error) { return session.ClaimValue(v) }
 
 // callback: the browser comes back from the operator app.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {

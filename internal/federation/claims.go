@@ -4,17 +4,14 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	"github.com/mcpgate/mcpgate/internal/principal"
 )
 
 // Bounds on mapped values: a token is at most 8 KiB, but an introspection
-// answer could say more, and nothing unbounded reaches a principal.
-const (
-	maxRoles     = 100
-	maxRoleBytes = 128
-	maxScopes    = 100
-)
+// answer could say more, and nothing unbounded reaches a principal (roles:
+// principal.MaxClaimRoles, principal.MaxRoleBytes).
+const maxScopes = 100
 
 // mapIdentity builds the identity from verified claims with the issuer's
 // claim mapping.
@@ -37,7 +34,8 @@ func (is *issuer) mapIdentity(m map[string]any, method string, exp time.Time) (*
 	}
 	id.Name, _ = lookup(m, cm.Name).(string)
 	if cm.Roles != "" {
-		id.Roles = roles(lookup(m, cm.Roles))
+		// Bounded, and never mcpgate's admin role (principal.ClaimRoles).
+		id.Roles = principal.ClaimRoles(lookup(m, cm.Roles))
 	}
 	if s, ok := m["client_id"].(string); ok {
 		id.ClientID = clip(s, 300)
@@ -77,22 +75,6 @@ func (is *issuer) scopes(m map[string]any) []string {
 	return out
 }
 
-// roles reads a roles claim: an array of strings, or one string of
-// space-separated roles. Values that are not plain short text are dropped.
-func roles(v any) []string {
-	var out []string
-	for _, r := range stringList(v) {
-		if len(r) > maxRoleBytes || !utf8.ValidString(r) || strings.ContainsFunc(r, unicode.IsControl) || slices.Contains(out, r) {
-			continue
-		}
-		out = append(out, r)
-		if len(out) == maxRoles {
-			break
-		}
-	}
-	return out
-}
-
 // stringList reads a string (space-separated) or an array of strings.
 func stringList(v any) []string {
 	switch x := v.(type) {
@@ -110,25 +92,5 @@ func stringList(v any) []string {
 	return nil
 }
 
-// lookup finds a claim by name: the full name first (namespaced claims such
-// as "https://example.com/roles" contain dots), then as a dotted path into
-// nested objects ("realm_access.roles").
-func lookup(m map[string]any, path string) any {
-	if path == "" {
-		return nil
-	}
-	if v, ok := m[path]; ok {
-		return v
-	}
-	var cur any = m
-	for part := range strings.SplitSeq(path, ".") {
-		obj, ok := cur.(map[string]any)
-		if !ok {
-			return nil
-		}
-		if cur, ok = obj[part]; !ok {
-			return nil
-		}
-	}
-	return cur
-}
+// lookup finds a claim by name or dotted path (principal.LookupClaim).
+func lookup(m map[string]any, path string) any { return principal.LookupClaim(m, path) }

@@ -145,7 +145,11 @@ func TestJWTIdentityMapping(t *testing.T) {
 		wantScopes []string
 	}{
 		{"namespaced roles claim with dots", "https://mcp.example.com/roles",
-			map[string]any{"https://mcp.example.com/roles": []any{"admin"}, "scope": "payments:write"}, []string{"admin"}, []string{"payments:write"}},
+			map[string]any{"https://mcp.example.com/roles": []any{"ops"}, "scope": "payments:write"}, []string{"ops"}, []string{"payments:write"}},
+		// The issuer's "admin" is not mcpgate's admin: it is never mapped
+		// (an external token must not reach everyone's audit log).
+		{"admin never mapped", "roles", map[string]any{"roles": []any{"admin", "auditor", "Admin"}}, []string{"auditor"}, []string{"payments:read"}},
+		{"admin alone", "groups", map[string]any{"groups": "admin"}, nil, []string{"payments:read"}},
 		{"roles as a space-separated string", "groups", map[string]any{"groups": "a b", "scp": []any{"payments:read", "payments:write"}},
 			[]string{"a", "b"}, []string{"payments:read", "payments:write"}},
 		{"deep path", "resource_access.mcp.roles", map[string]any{"resource_access": map[string]any{"mcp": map[string]any{"roles": []any{"x", 7, "y"}}}},

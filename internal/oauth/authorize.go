@@ -157,12 +157,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, cl, back, aerr)
 		return
 	}
-	var user *store.User
+	var (
+		user          *store.User
+		sessionClaims string // the custom claims of the user's sign-in (claims.go)
+	)
 	if s.opts.Sessions != nil {
 		cur, err := s.opts.Sessions.Current(r)
 		switch {
 		case err == nil:
-			user = &cur.User
+			user, sessionClaims = &cur.User, cur.Session.Claims
 		case !errors.Is(err, session.ErrNoSession):
 			s.unavailablePage(w, r, err)
 			return
@@ -190,7 +193,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		if consented && !confirmEachTime(cl, req.RedirectURI) {
 			// Consent given before covers the request: no page to show.
-			loc, err := s.issueCode(ctx, "", req, *user, cl, nil)
+			loc, err := s.issueCode(ctx, "", req, *user, sessionClaims, cl, nil)
 			if err != nil {
 				s.unavailablePage(w, r, err)
 				return

@@ -19,9 +19,12 @@ import (
 // Approve records that u allows the pending request id: the requested
 // scopes join u's consent for the client and resource, a grant with a
 // fresh authorization code is stored, and the request is used up (a
-// second Approve or Deny gets ErrRequestNotFound). It returns the URL to
-// send the browser to: the client's redirect URI with code, state and iss.
-func (s *Server) Approve(ctx context.Context, id string, u store.User) (string, error) {
+// second Approve or Deny gets ErrRequestNotFound). sessionClaims are the
+// custom claims of the browser session u approves from (store.Session
+// Claims, "" for none): the grant keeps those AccessTokenClaims names for
+// its access tokens (claims.go). It returns the URL to send the browser
+// to: the client's redirect URI with code, state and iss.
+func (s *Server) Approve(ctx context.Context, id string, u store.User, sessionClaims string) (string, error) {
 	q, cl, err := s.pending(ctx, id)
 	if err != nil {
 		s.auditPendingRefusal(ctx, id, u, err)
@@ -40,7 +43,7 @@ func (s *Server) Approve(ctx context.Context, id string, u store.User) (string, 
 			added = append(added, sc)
 		}
 	}
-	return s.issueCode(ctx, q.ID, q, u, cl, added)
+	return s.issueCode(ctx, q.ID, q, u, sessionClaims, cl, added)
 }
 
 // Deny records that u refused the pending request id and returns the URL
@@ -70,16 +73,18 @@ func (s *Server) Deny(ctx context.Context, id string, u store.User) (string, err
 
 // issueCode stores a grant holding a fresh authorization code for q and
 // u (taking the pending request requestID, if any, in the same
-// transaction) and returns the redirect URL carrying the code. added are
-// the scopes this approval adds to the consent; nil means no one decided
-// now (consent given before covered the request), otherwise the decision
-// is audited as oauth.consent_granted.
-func (s *Server) issueCode(ctx context.Context, requestID string, q store.OAuthRequest, u store.User, cl store.OAuthClient, added []string) (string, error) {
+// transaction), with the custom claims of u's session the setting names
+// (sessionClaims: the session's JSON claims), and returns the redirect URL
+// carrying the code. added are the scopes this approval adds to the
+// consent; nil means no one decided now (consent given before covered the
+// request), otherwise the decision is audited as oauth.consent_granted.
+func (s *Server) issueCode(ctx context.Context, requestID string, q store.OAuthRequest, u store.User, sessionClaims string, cl store.OAuthClient, added []string) (string, error) {
 	now := s.now()
 	code, hash := newSecret("")
+	claims, claimNames := s.grantClaims(sessionClaims)
 	g := store.OAuthGrant{
 		ID: store.NewID("grt"), UserID: u.ID, ClientID: cl.ClientID, Resource: q.Resource,
-		Scopes: q.Scopes, Nonce: q.Nonce, AuthTime: now,
+		Scopes: q.Scopes, Nonce: q.Nonce, AuthTime: now, Claims: claims,
 		CodeHash: hash, CodeChallenge: q.CodeChallenge, RedirectURI: q.RedirectURI, RedirectURIProvided: q.RedirectURIProvided,
 		CodeExpiresAt: now.Add(s.opts.CodeTTL),
 		CreatedAt:     now, ExpiresAt: now.Add(s.opts.RefreshAbsolute),
@@ -100,9 +105,13 @@ func (s *Server) issueCode(ctx context.Context, requestID string, q store.OAuthR
 				"consent_id": consent.ID, "added_scopes": added, "scopes": consent.Scopes},
 		})
 	}
+	details := map[string]any{"client_id": cl.ClientID, "scopes": q.Scopes, "consent_remembered": added == nil}
+	if len(claimNames) > 0 {
+		details["claims"] = claimNames // names only: the values are the session's
+	}
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthCodeIssued, Outcome: store.OutcomeAllow, UserID: u.ID, CredentialID: g.ID, Resource: q.Resource,
-		Details: map[string]any{"client_id": cl.ClientID, "scopes": q.Scopes, "consent_remembered": added == nil},
+		Details: details,
 	})
 	back := redirectBack{uri: q.RedirectURI, state: q.State, iss: s.opts.Issuer}
 	return back.url(url.Values{"code": {code}}), nil

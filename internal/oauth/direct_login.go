@@ -94,7 +94,10 @@ func (s *Server) DirectLogin(ctx context.Context, u store.User) (DirectLoginToke
 	}); err != nil {
 		return DirectLoginTokens{}, fmt.Errorf("oauth: direct login: refresh token: %w", err)
 	}
-	out, err := s.mintTokens(ctx, g, scopes, refresh, &u, "")
+	out, terr, err := s.mintTokens(ctx, g, scopes, refresh, &u, "")
+	if terr != nil { // a direct-login grant has no custom claims: cannot be too large
+		err = terr
+	}
 	if err != nil {
 		return DirectLoginTokens{}, fmt.Errorf("oauth: direct login: %w", err)
 	}

@@ -113,9 +113,9 @@ func (s *Server) exchangeCode(ctx context.Context, cl store.OAuthClient, form ur
 			return nil, nil, err
 		}
 	}
-	out, err := s.mintTokens(ctx, g, g.Scopes, refresh, user, g.Nonce)
-	if err != nil {
-		return nil, nil, err
+	out, terr, err := s.mintTokens(ctx, g, g.Scopes, refresh, user, g.Nonce)
+	if terr != nil || err != nil {
+		return nil, terr, err
 	}
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthCodeRedeemed, Outcome: store.OutcomeAllow, UserID: g.UserID, CredentialID: g.ID, Resource: g.Resource,
@@ -123,8 +123,8 @@ func (s *Server) exchangeCode(ctx context.Context, cl store.OAuthClient, form ur
 	})
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthTokenIssued, Outcome: store.OutcomeAllow, UserID: g.UserID, CredentialID: g.ID, Resource: g.Resource,
-		Details: map[string]any{"client_id": cl.ClientID, "grant_type": GrantAuthorizationCode, "scopes": g.Scopes,
-			"refresh_token": refresh != "", "id_token": out.resp.IDToken != "", "expires_at": out.expires.Format(time.RFC3339)},
+		Details: withClaims(map[string]any{"client_id": cl.ClientID, "grant_type": GrantAuthorizationCode, "scopes": g.Scopes,
+			"refresh_token": refresh != "", "id_token": out.resp.IDToken != "", "expires_at": out.expires.Format(time.RFC3339)}, out.claims),
 	})
 	return out.resp, nil, nil
 }
@@ -196,9 +196,9 @@ func (s *Server) clientCredentials(ctx context.Context, cl store.OAuthClient, fo
 	if err := s.st.CreateOAuthGrant(ctx, g); err != nil {
 		return nil, nil, err
 	}
-	out, err := s.mintTokens(ctx, g, scopes, "", nil, "")
-	if err != nil {
-		return nil, nil, err
+	out, terr, err := s.mintTokens(ctx, g, scopes, "", nil, "")
+	if terr != nil || err != nil {
+		return nil, terr, err
 	}
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthTokenIssued, Outcome: store.OutcomeAllow, CredentialID: g.ID, Resource: res.URL,

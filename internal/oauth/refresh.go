@@ -145,14 +145,14 @@ func (s *Server) refresh(ctx context.Context, cl store.OAuthClient, form url.Val
 	default:
 		return nil, nil, errors.New("oauth: unknown refresh outcome " + res.Outcome)
 	}
-	out, err := s.mintTokens(ctx, res.Grant, scopes, next, user, "")
-	if err != nil {
-		return nil, nil, err
+	out, terr, err := s.mintTokens(ctx, res.Grant, scopes, next, user, "")
+	if terr != nil || err != nil {
+		return nil, terr, err
 	}
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthTokenRefreshed, Outcome: store.OutcomeAllow, UserID: g.UserID, CredentialID: g.ID, Resource: g.Resource,
-		Details: map[string]any{"client_id": cl.ClientID, "scopes": scopes, "grace_retry": res.Outcome == store.RefreshGraceRetry,
-			"expires_at": out.expires.Format(time.RFC3339)},
+		Details: withClaims(map[string]any{"client_id": cl.ClientID, "scopes": scopes, "grace_retry": res.Outcome == store.RefreshGraceRetry,
+			"expires_at": out.expires.Format(time.RFC3339)}, out.claims),
 	})
 	return out.resp, nil, nil
 }

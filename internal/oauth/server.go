@@ -36,6 +36,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -102,6 +103,13 @@ type ServerOptions struct {
 	RefreshAbsolute time.Duration // default 90 days
 	RefreshGrace    time.Duration // default 30 s; negative: no grace window
 	GrantCacheTTL   time.Duration // default 2 s, at most 2 s; negative: no cache
+
+	// AccessTokenClaims names the custom claims of the user's browser
+	// session (--access-token-claims) copied into the grant when the user
+	// approves, and from the grant into every access token it yields
+	// (claims.go). Empty: none. Reserved protocol claims
+	// (principal.ReservedClaim) are never copied.
+	AccessTokenClaims []string
 
 	// ServerKey (the --server-key, at least 32 bytes; the same on every
 	// node) derives the AES-256-GCM key that seals a rotated refresh
@@ -173,6 +181,12 @@ func NewServer(opts ServerOptions) *Server {
 	if opts.AuthorizeLimiter == nil {
 		opts.AuthorizeLimiter = ratelimit.NewMemory(DefaultAuthorizeEvery, DefaultAuthorizeBurst, 100_000)
 	}
+	for _, name := range opts.AccessTokenClaims {
+		if name == "" || principal.ReservedClaim(name) {
+			panic(fmt.Sprintf("oauth.NewServer: AccessTokenClaims names %q, which is not a custom claim", name))
+		}
+	}
+	opts.AccessTokenClaims = slices.Clone(opts.AccessTokenClaims)
 	s := &Server{opts: opts, st: opts.Store, log: opts.Logger, now: opts.Now}
 	for _, r := range opts.Resources {
 		if r.URL == "" {

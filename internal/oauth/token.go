@@ -157,16 +157,31 @@ func narrowScopes(raw string, given bool, granted []string) ([]string, *tokenErr
 type issued struct {
 	resp    *tokenResponse
 	expires time.Time
+	claims  []string // names of the custom claims in the access token
 }
 
-// mintTokens issues the access token (and, for user grants with openid,
-// the ID token) of grant g with scopes, and the refresh token refresh.
-func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []string, refresh string, user *store.User, nonce string) (issued, error) {
+// mintTokens issues the access token (with the grant's custom claims,
+// claims.go) and, for user grants with openid, the ID token of grant g
+// with scopes, and the refresh token refresh. A token that would be too
+// large is a *tokenError (token_too_large), and g is revoked: its claims
+// cannot change, so it could never yield a token.
+func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []string, refresh string, user *store.User, nonce string) (issued, *tokenError, error) {
+	extra, names := s.tokenClaims(g)
 	at, exp, err := s.opts.Tokens.MintAccessToken(ctx, tokens.AccessClaims{
-		Subject: g.UserID, ClientID: g.ClientID, Audience: g.Resource, Scopes: scopes, GrantID: g.ID,
+		Subject: g.UserID, ClientID: g.ClientID, Audience: g.Resource, Scopes: scopes, GrantID: g.ID, Extra: extra,
 	})
+	if errors.Is(err, tokens.ErrTokenTooLarge) {
+		s.log.ErrorContext(ctx, "oauth: an access token with the grant's custom claims would be too large; the grant is revoked. Copy fewer or smaller claims (--access-token-claims)",
+			"grant_id", g.ID, "claims", names, "err", err)
+		if err := s.revokeGrant(ctx, g.ID, audit.ReasonTokenTooLarge); err != nil {
+			return issued{}, nil, err
+		}
+		return issued{}, &tokenError{code: "invalid_grant", reason: audit.ReasonTokenTooLarge, grantID: g.ID, userID: g.UserID,
+			description: "the access token would be larger than 8 KiB with the custom claims of this sign-in, so none is issued and this authorization is revoked; ask the administrator to copy fewer claims into tokens (--access-token-claims)",
+			details:     map[string]any{"claims": names}}, nil
+	}
 	if err != nil {
-		return issued{}, err
+		return issued{}, nil, err
 	}
 	resp := &tokenResponse{
 		AccessToken: at, TokenType: "Bearer", ExpiresIn: max(int64(exp.Sub(s.now()).Round(time.Second)/time.Second), 1),
@@ -182,10 +197,19 @@ func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []st
 			idc.Name = user.DisplayName
 		}
 		if resp.IDToken, err = s.opts.Tokens.MintIDToken(ctx, idc); err != nil {
-			return issued{}, err
+			return issued{}, nil, err
 		}
 	}
-	return issued{resp: resp, expires: exp}, nil
+	return issued{resp: resp, expires: exp, claims: names}, nil, nil
+}
+
+// withClaims adds the names of the custom claims a token carries to audit
+// details (names only: values are the sign-in's, and details stay small).
+func withClaims(details map[string]any, names []string) map[string]any {
+	if len(names) > 0 {
+		details["claims"] = names
+	}
+	return details
 }
 
 // grantUser loads the user of a grant; a missing or disabled user is a

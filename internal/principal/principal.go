@@ -20,13 +20,13 @@ type Principal struct {
 	UserID       string
 	Email        string
 	Name         string
-	Roles        []string
+	Roles        []string // the user's stored roles, plus roles the credential's claims carry (claims.go: never RoleAdmin)
 	Scopes       []string
-	Method       string    // how the caller authenticated (MethodAPIKey, …)
-	CredentialID string    // id of the key or token used; never its value
-	ClientID     string    // OAuth client, when there is one
-	ExpiresAt    time.Time // zero: the credential does not expire
-	Claims       map[string]any
+	Method       string         // how the caller authenticated (MethodAPIKey, …)
+	CredentialID string         // id of the key or token used; never its value
+	ClientID     string         // OAuth client, when there is one
+	ExpiresAt    time.Time      // zero: the credential does not expire
+	Claims       map[string]any // read-only (see ClaimString)
 }
 
 // HasScope reports whether the principal was granted scope.
@@ -74,8 +74,12 @@ func (p *Principal) MissingRoles(need []string) []string {
 // ok is false for a nil principal, a missing claim, a claim of another type
 // (a number, a list, an object) and an empty string, so a tool that scopes
 // data by the claim fails closed instead of querying with "". Claims come
-// from the credential: every claim of an external issuer's token, nothing
-// but "jti" for mcpgate's own access tokens, none for API keys.
+// from the credential: every claim of an external issuer's token; for
+// mcpgate's own access tokens "jti" and the custom claims copied into the
+// token (--access-token-claims); for a browser session and its MCP key the
+// custom claims of the login (bring-your-own-login, or an upstream
+// provider's roles mapping and kept claims); none for other API keys.
+// Claims maps may be shared between requests: read them, never change them.
 func (p *Principal) ClaimString(name string) (string, bool) {
 	if p == nil {
 		return "", false

@@ -132,11 +132,20 @@ func newBenchAS(b *testing.B, backend string) *benchAS {
 		b.Fatalf("authorize: %d %q", w.Code, consent)
 	}
 	req := strings.TrimPrefix(consent, "/oauth/consent?request=")
-	w = a.serve("POST", "/oauth/consent", url.Values{"request": {req}, "decision": {"allow"}}, a.cookie)
+	w = a.serve("POST", "/oauth/consent", url.Values{"request": {req}, "decision": {"allow"}}, withCookies(a.cookie, w))
 	if w.Code != http.StatusSeeOther {
 		b.Fatalf("consent: %d %s", w.Code, w.Body)
 	}
 	return a
+}
+
+// withCookies adds the cookies a response set (the pending request's
+// browser binding) to a Cookie header.
+func withCookies(cookie string, w *httptest.ResponseRecorder) string {
+	for _, c := range w.Result().Cookies() {
+		cookie += "; " + c.Name + "=" + c.Value
+	}
+	return cookie
 }
 
 func (a *benchAS) serve(method, target string, form url.Values, cookie string) *httptest.ResponseRecorder {
@@ -172,7 +181,7 @@ func (a *benchAS) codes(n int) []string {
 		a.ip++
 		w := a.serveFrom(fmt.Sprintf("10.%d.%d.%d:1234", a.ip>>16&255, a.ip>>8&255, a.ip&255), "GET", a.authz, nil, a.cookie)
 		if req, ok := strings.CutPrefix(w.Header().Get("Location"), "/oauth/consent?request="); ok {
-			w = a.serve("POST", "/oauth/consent", url.Values{"request": {req}, "decision": {"allow"}}, a.cookie)
+			w = a.serve("POST", "/oauth/consent", url.Values{"request": {req}, "decision": {"allow"}}, withCookies(a.cookie, w))
 		}
 		loc, err := url.Parse(w.Header().Get("Location"))
 		if err != nil || loc.Query().Get("code") == "" {

@@ -183,6 +183,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		// Seals the one successor a grace-window retry gets back.
 		ServerKey:        s.core.ServerKey,
 		AuthorizeLimiter: s.limiter("oauth-authorize", oauth.DefaultAuthorizeEvery, oauth.DefaultAuthorizeBurst),
+		// The sign-in's custom claims that access tokens carry.
+		AccessTokenClaims: cfg.AccessTokenClaimNames(),
 	})
 	s.core.Users.SetLoginLimiters(
 		s.limiter("login-account", identity.DefaultLoginAccountEvery, identity.DefaultLoginAccountBurst),

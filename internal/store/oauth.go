@@ -60,6 +60,10 @@ type OAuthGrant struct {
 	Scopes    []string
 	Nonce     string    // OIDC nonce of the authorization request
 	AuthTime  time.Time // when the user authenticated (OIDC auth_time)
+	// Claims is a JSON object of the custom claims the grant's access
+	// tokens carry (taken from the user's browser session when the user
+	// approved); "" when none. At most MaxOAuthGrantClaimsBytes.
+	Claims string
 
 	// The authorization code (RFC 6749 §4.1.2): only its SHA-256 is kept.
 	CodeHash            []byte // nil for client credentials
@@ -105,6 +109,10 @@ type OAuthRefreshToken struct {
 
 // MaxSealedRefreshBytes bounds OAuthRefreshToken.Sealed.
 const MaxSealedRefreshBytes = 1024
+
+// MaxOAuthGrantClaimsBytes bounds OAuthGrant.Claims. (A session keeps at
+// most 32 claims of at most 1 KiB; an access token holds far less.)
+const MaxOAuthGrantClaimsBytes = 64 << 10
 
 // Outcomes of RotateRefreshToken.
 const (

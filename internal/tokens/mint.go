@@ -11,6 +11,9 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/mcpgate/mcpgate/internal/principal"
+	"github.com/mcpgate/mcpgate/verify"
 )
 
 // AccessClaims describe an access token.
@@ -29,9 +32,12 @@ type AccessClaims struct {
 	// client-credentials grant) the token comes from, carried as "gid" so
 	// that revoking the grant can refuse its tokens. Optional.
 	GrantID string
-	// Extra claims (e.g. auth_time, acr, amr, or custom claims). Names of
-	// registered claims set here (iss, sub, aud, exp, nbf, iat, jti,
-	// client_id, scope, scp, gid, in any letter case) are refused.
+	// Extra claims: custom claims copied from the user's sign-in
+	// (oauth: --access-token-claims). Names with a protocol meaning
+	// (principal.ReservedClaim: iss, sub, aud, exp, nbf, iat, jti,
+	// client_id, scope, scp, gid, typ, azp, auth_time, acr, amr, cnf, act,
+	// may_act, … in any letter case) are refused: a custom claim must
+	// never be read as one of them.
 	Extra map[string]any
 }
 
@@ -46,11 +52,15 @@ type IDClaims struct {
 	AuthTime      time.Time // when the user authenticated; omitted when zero
 }
 
-// reservedClaims may not be set through AccessClaims.Extra.
-var reservedClaims = map[string]bool{
-	"iss": true, "sub": true, "aud": true, "exp": true, "nbf": true, "iat": true,
-	"jti": true, "client_id": true, "scope": true, "scp": true, "gid": true,
-}
+// MaxAccessTokenBytes is the largest access token MintAccessToken signs:
+// the size every verifier of mcpgate's tokens accepts (package verify's
+// default, authn's limit). A larger token would be refused by the very
+// resource it is for.
+const MaxAccessTokenBytes = verify.DefaultMaxTokenBytes
+
+// ErrTokenTooLarge: the access token would be larger than
+// MaxAccessTokenBytes (its Extra claims are too large).
+var ErrTokenTooLarge = errors.New("tokens: the access token would be larger than the 8 KiB verifiers accept; copy fewer or smaller claims into tokens")
 
 // MintAccessToken returns a signed JWT access token (RFC 9068) and its
 // expiry. Header: alg, kid, typ "at+jwt" (§2.1). Claims (§2.2): iss, sub,
@@ -76,7 +86,7 @@ func (i *Issuer) MintAccessToken(ctx context.Context, c AccessClaims) (string, t
 	}
 	claims := make(map[string]any, 10+len(c.Extra))
 	for k, v := range c.Extra {
-		if reservedClaims[strings.ToLower(k)] {
+		if principal.ReservedClaim(k) {
 			return "", time.Time{}, fmt.Errorf("tokens: claim %q cannot be set through Extra", clip(k))
 		}
 		claims[k] = v
@@ -108,6 +118,10 @@ func (i *Issuer) MintAccessToken(ctx context.Context, c AccessClaims) (string, t
 	tok, err := sign(s, true, claims)
 	if err != nil {
 		return "", time.Time{}, err
+	}
+	if len(tok) > MaxAccessTokenBytes {
+		// Fail closed: a token its resource refuses is no token.
+		return "", time.Time{}, fmt.Errorf("%w (%d bytes)", ErrTokenTooLarge, len(tok))
 	}
 	return tok, time.Unix(exp, 0).UTC(), nil
 }

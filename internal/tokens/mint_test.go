@@ -19,7 +19,7 @@ func TestMintAccessToken(t *testing.T) {
 	tok, exp, err := i.MintAccessToken(t.Context(), AccessClaims{
 		Subject: "usr_alice", ClientID: "https://app.example.com/client.json", Audience: testResource,
 		Scopes: []string{"payments:read", "openid"}, GrantID: "grt_1",
-		Extra: map[string]any{"auth_time": t0.Unix(), "tenant": "acme"},
+		Extra: map[string]any{"organization_id": "org_acme", "roles": []string{"auditor"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +39,7 @@ func TestMintAccessToken(t *testing.T) {
 	want := map[string]any{
 		"iss": testIssuer, "sub": "usr_alice", "aud": testResource, "client_id": "https://app.example.com/client.json",
 		"scope": "payments:read openid", "iat": float64(t0.Unix()), "exp": float64(t0.Add(time.Hour).Unix()),
-		"jti": jti, "gid": "grt_1", "auth_time": float64(t0.Unix()), "tenant": "acme",
+		"jti": jti, "gid": "grt_1", "organization_id": "org_acme", "roles": []any{"auditor"},
 	}
 	if d := cmp.Diff(want, c); d != "" {
 		t.Errorf("claims (-want +got):\n%s", d)
@@ -97,6 +97,13 @@ func TestMintAccessTokenRefused(t *testing.T) {
 		"extra Scope":            func(c *AccessClaims) { c.Extra = map[string]any{"Scope": "admin"} },
 		"extra exp":              func(c *AccessClaims) { c.Extra = map[string]any{"exp": 1 << 40} },
 		"extra gid":              func(c *AccessClaims) { c.Extra = map[string]any{"gid": "grt_other"} },
+		"extra typ":              func(c *AccessClaims) { c.Extra = map[string]any{"typ": "JWT"} },
+		"extra azp":              func(c *AccessClaims) { c.Extra = map[string]any{"azp": "other-client"} },
+		"extra auth_time":        func(c *AccessClaims) { c.Extra = map[string]any{"auth_time": 1} },
+		"extra acr":              func(c *AccessClaims) { c.Extra = map[string]any{"acr": "phr"} },
+		"extra cnf":              func(c *AccessClaims) { c.Extra = map[string]any{"cnf": map[string]any{"jkt": "x"}} },
+		"extra act":              func(c *AccessClaims) { c.Extra = map[string]any{"act": map[string]any{"sub": "admin"}} },
+		"extra May_Act":          func(c *AccessClaims) { c.Extra = map[string]any{"May_Act": map[string]any{"sub": "admin"}} },
 		"extra unencodable":      func(c *AccessClaims) { c.Extra = map[string]any{"f": func() {}} },
 		"invalid UTF-8 subject":  func(c *AccessClaims) { c.Subject = "usr_\xff" },
 		"control char client":    func(c *AccessClaims) { c.ClientID = "c\n" },
@@ -109,6 +116,42 @@ func TestMintAccessTokenRefused(t *testing.T) {
 	}
 	if _, _, err := i.MintAccessToken(t.Context(), ok); err != nil {
 		t.Errorf("valid claims refused: %v", err)
+	}
+}
+
+// TestMintAccessTokenTooLarge: custom claims that would push a token past
+// what verifiers accept fail closed (ErrTokenTooLarge), instead of
+// yielding a token its resource refuses; just below the limit is fine.
+func TestMintAccessTokenTooLarge(t *testing.T) {
+	clk := &clock{now: t0}
+	i := newIssuer(t, sqliteStore(t), clk)
+	mint := func(n int) (string, error) {
+		tok, _, err := i.MintAccessToken(t.Context(), AccessClaims{
+			Subject: "usr_1", ClientID: "c", Audience: testResource, GrantID: "grt_1",
+			Extra: map[string]any{"blob": strings.Repeat("x", n)},
+		})
+		return tok, err
+	}
+	if _, err := mint(7 << 10); !errors.Is(err, ErrTokenTooLarge) {
+		t.Fatalf("7 KiB claim: err = %v, want ErrTokenTooLarge", err)
+	}
+	// The largest claim that still fits: the token is at most the limit,
+	// and the verifier accepts it.
+	lo, hi := 0, 7<<10
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if _, err := mint(mid); err == nil {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	tok, err := mint(lo)
+	if err != nil || len(tok) > MaxAccessTokenBytes || len(tok) < MaxAccessTokenBytes-8 {
+		t.Fatalf("largest token: %d bytes, %v", len(tok), err)
+	}
+	if _, err := verifierFor(t, i, clk).Verify(t.Context(), tok); err != nil {
+		t.Errorf("the verifier refuses the largest token mcpgate mints: %v", err)
 	}
 }
 

@@ -16,8 +16,9 @@
 //	  → state checked (and consumed), code exchanged, ID token verified
 //	    (audience = client_id, nonce) or GitHub's user API asked, allow
 //	    rules applied, the user provisioned or linked by (issuer, subject)
-//	    through identity.Provisioner, an mcpgate session started, 303 to
-//	    return_to.
+//	    through identity.Provisioner, an mcpgate session started (keeping
+//	    the roles of the provider's roles_claim as the "roles" custom claim
+//	    and its custom_claims, see sessionClaims), 303 to return_to.
 //
 // The upstream's tokens never leave this package: they are used for the
 // one login and dropped. MCP clients get mcpgate's own tokens through
@@ -32,8 +33,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,6 +46,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/loginflow"
+	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -321,6 +325,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"Your "+p.cfg.DisplayName+" account is not allowed to sign in to this server ("+msg+"). Ask your mcpgate administrator.")
 		return
 	}
+	// Checked before anything is stored: a refused sign-in provisions no one.
+	claims, err := sessionClaims(p.cfg, acct)
+	if err != nil {
+		fail(http.StatusForbidden, ReasonInvalidClaims, acct.Subject, map[string]any{"error": clip(err.Error(), 300)}, "Sign-in refused",
+			p.cfg.DisplayName+" described your account in a way mcpgate cannot keep ("+clip(err.Error(), 200)+"). Ask your mcpgate administrator.")
+		return
+	}
 	u, err := h.opts.Accounts.Provision(r.Context(), identity.ExternalAccount{
 		Issuer: acct.Issuer, Subject: acct.Subject, Email: acct.Email, EmailVerified: acct.EmailVerified,
 		Name: acct.Name, LinkByEmail: p.cfg.LinkByEmail, Via: "upstream_login",
@@ -339,14 +350,17 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"Your mcpgate account is disabled. Ask your mcpgate administrator.")
 		return
 	}
-	sess, err := h.opts.Sessions.Start(r.Context(), w, r, u)
+	sess, err := h.opts.Sessions.StartWithClaims(r.Context(), w, r, u, claims)
 	if err != nil {
 		h.unavailable(w, r, err)
 		return
 	}
+	details := map[string]any{"provider": name, "subject": acct.Subject, "issuer": acct.Issuer}
+	if len(claims) > 0 {
+		details["claims"] = slices.Sorted(maps.Keys(claims)) // names only: details stay small
+	}
 	h.opts.Audit.Record(r.Context(), audit.Event{
-		Type: TypeLogin, Outcome: store.OutcomeAllow, UserID: u.ID, CredentialID: sess.ID,
-		Details: map[string]any{"provider": name, "subject": acct.Subject, "issuer": acct.Issuer},
+		Type: TypeLogin, Outcome: store.OutcomeAllow, UserID: u.ID, CredentialID: sess.ID, Details: details,
 	})
 	http.Redirect(w, r, f.returnTo, http.StatusSeeOther)
 }
@@ -381,6 +395,37 @@ type account struct {
 type refusal struct {
 	reason, subject string
 	err             error
+}
+
+// sessionClaims are the custom claims an OIDC sign-in keeps with its
+// session: the roles of the provider's roles_claim (principal.ClaimRoles:
+// bounded, never "admin") as "roles", and the custom_claims present in
+// the ID token, each checked like bring-your-own-login's claims
+// (session.ClaimValue: a string, number, boolean or array of strings of at
+// most 1 KiB). A claim that does not fit refuses the sign-in, naming it.
+func sessionClaims(cfg config.UpstreamProvider, acct account) (map[string]any, error) {
+	out := map[string]any{}
+	if cfg.RolesClaim != "" {
+		if roles := principal.ClaimRoles(principal.LookupClaim(acct.Claims, cfg.RolesClaim)); len(roles) > 0 {
+			v, err := session.ClaimValue(roles)
+			if err != nil {
+				return nil, fmt.Errorf("the roles of claim %q: %v", clip(cfg.RolesClaim, 100), err)
+			}
+			out[principal.RolesClaim] = v
+		}
+	}
+	for _, name := range cfg.CustomClaims {
+		raw, ok := acct.Claims[name]
+		if !ok || raw == nil {
+			continue
+		}
+		v, err := session.ClaimValue(raw)
+		if err != nil {
+			return nil, fmt.Errorf("claim %q: %v", name, err)
+		}
+		out[name] = v
+	}
+	return out, nil
 }
 
 // allowed applies the allow rules; every configured rule must hold.

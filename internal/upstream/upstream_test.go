@@ -22,6 +22,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
@@ -767,5 +768,99 @@ func TestUnknownProviderAndMethod(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST callback: %d", resp.StatusCode)
+	}
+}
+
+// TestRolesClaimAndCustomClaims: a provider's roles_claim becomes the
+// session's "roles" custom claim (bounded, never "admin") and its
+// custom_claims are kept with the session like bring-your-own-login's, so
+// they reach tools and, where configured, access tokens; claims that do
+// not fit refuse the sign-in before anything is stored.
+func TestRolesClaimAndCustomClaims(t *testing.T) {
+	withClaims := func(p *idp) config.UpstreamProvider {
+		c := oidcProvider(p)
+		c.RolesClaim = "realm_access.roles"
+		c.CustomClaims = []string{"organization_id", "seats", "absent"}
+		return c
+	}
+	sessionClaimsOf := func(t *testing.T, e *env) (audit.Event, map[string]any) {
+		t.Helper()
+		ev := e.rec.last(t, TypeLogin)
+		if ev.Outcome != store.OutcomeAllow {
+			t.Fatalf("upstream.login = %+v", ev)
+		}
+		sess, err := e.db.GetSession(context.Background(), ev.CredentialID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if sess.Claims != "" {
+			if err := json.Unmarshal([]byte(sess.Claims), &m); err != nil {
+				t.Fatalf("session claims %q: %v", sess.Claims, err)
+			}
+		}
+		return ev, m
+	}
+
+	t.Run("kept", func(t *testing.T) {
+		e := newEnv(t, withClaims)
+		e.idp.claims = func(c map[string]any) {
+			c["realm_access"] = map[string]any{"roles": []string{"auditor", "admin", "support", "auditor"}}
+			c["organization_id"], c["seats"], c["department"] = "org_1", 12, "not kept"
+		}
+		if resp, body := e.login("corp"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("callback: %d %s", resp.StatusCode, body)
+		}
+		ev, got := sessionClaimsOf(t, e)
+		want := map[string]any{"roles": []any{"auditor", "support"}, "organization_id": "org_1", "seats": 12.0}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("session claims (-want +got):\n%s", d)
+		}
+		if d := cmp.Diff([]string{"organization_id", "roles", "seats"}, ev.Details["claims"]); d != "" {
+			t.Errorf("audit claim names (-want +got):\n%s", d)
+		}
+	})
+	t.Run("groups as one string", func(t *testing.T) {
+		e := newEnv(t, func(p *idp) config.UpstreamProvider {
+			c := oidcProvider(p)
+			c.RolesClaim = "groups"
+			return c
+		})
+		e.idp.claims = func(c map[string]any) { c["groups"] = "mcp-users auditor" }
+		e.login("corp")
+		if _, got := sessionClaimsOf(t, e); !cmp.Equal(got, map[string]any{"roles": []any{"mcp-users", "auditor"}}) {
+			t.Errorf("session claims = %v", got)
+		}
+	})
+	t.Run("nothing to keep", func(t *testing.T) {
+		e := newEnv(t, withClaims)
+		e.login("corp")
+		if ev, got := sessionClaimsOf(t, e); got != nil || ev.Details["claims"] != nil {
+			t.Errorf("session claims = %v, audit %v; want none", got, ev.Details["claims"])
+		}
+	})
+	for name, edit := range map[string]func(c map[string]any){
+		"roles longer than 1 KiB": func(c map[string]any) {
+			var many []any
+			for i := range 40 {
+				many = append(many, fmt.Sprintf("group-%02d-%s", i, strings.Repeat("g", 30)))
+			}
+			c["realm_access"] = map[string]any{"roles": many}
+		},
+		"custom claim is an object": func(c map[string]any) { c["organization_id"] = map[string]any{"id": "org_1"} },
+		"custom claim too long":     func(c map[string]any) { c["organization_id"] = strings.Repeat("o", 2000) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, withClaims)
+			e.idp.claims = edit
+			resp, body := e.login("corp")
+			e.refused(t, resp, body, http.StatusForbidden, ReasonInvalidClaims)
+			if !strings.Contains(body, "Ask your mcpgate administrator") {
+				t.Errorf("page: %s", body)
+			}
+			if _, err := e.db.GetIdentity(context.Background(), e.idp.srv.URL, "user-1"); err == nil {
+				t.Error("a refused sign-in provisioned the account")
+			}
+		})
 	}
 }

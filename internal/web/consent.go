@@ -38,7 +38,10 @@ import (
 // authorization server (*oauth.Server).
 type OAuth interface {
 	PendingFor(ctx context.Context, id string, u store.User) (oauth.PendingView, error)
-	Approve(ctx context.Context, id string, u store.User) (string, error)
+	// Approve: sessionClaims are the custom claims of the session the
+	// user approves from (store.Session.Claims); the grant keeps those the
+	// operator copies into access tokens.
+	Approve(ctx context.Context, id string, u store.User, sessionClaims string) (string, error)
 	Deny(ctx context.Context, id string, u store.User) (string, error)
 	// ConfirmEachTime: the user must confirm an authorization of the
 	// client at redirectURI even when consent given before covers it.
@@ -111,7 +114,7 @@ func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *call
 		v.NeedsConsent = confirm
 	}
 	if !v.NeedsConsent {
-		loc, err := p.o.Approve(r.Context(), id, c.user)
+		loc, err := p.o.Approve(r.Context(), id, c.user, c.cur.Session.Claims)
 		if err != nil {
 			p.pendingError(w, r, c, err)
 			return
@@ -149,7 +152,7 @@ func (p *oauthPages) consentDecide(w http.ResponseWriter, r *http.Request, c *ca
 	)
 	switch r.PostForm.Get("decision") {
 	case "allow":
-		loc, err = p.o.Approve(r.Context(), id, c.user)
+		loc, err = p.o.Approve(r.Context(), id, c.user, c.cur.Session.Claims)
 	case "deny":
 		loc, err = p.o.Deny(r.Context(), id, c.user)
 	default:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ var oauthTests = []struct {
 	{"OAuthRequestTakeConcurrent", testOAuthRequestTakeConcurrent},
 	{"OAuthApprove", testOAuthApprove},
 	{"OAuthApproveConcurrent", testOAuthApproveConcurrent},
+	{"OAuthGrantClaims", testOAuthGrantClaims},
 	{"OAuthRedeemCode", testOAuthRedeemCode},
 	{"OAuthRedeemCodeConcurrent", testOAuthRedeemCodeConcurrent},
 	{"OAuthRevokeGrant", testOAuthRevokeGrant},
@@ -1060,5 +1062,81 @@ func testOAuthHostileInput(t *testing.T, s store.Store) {
 	h := sha256.Sum256([]byte("x"))
 	if _, err := s.RotateRefreshToken(ctx, h[:], newRefresh(at(0), time.Hour), at(0), 0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RotateRefreshToken(unknown) = %v", err)
+	}
+}
+
+// testOAuthGrantClaims: a grant keeps the custom claims its access tokens
+// carry, and every way back to the grant (redemption, refresh lookup,
+// rotation, revocation) returns them unchanged; another approval keeps its
+// own claims; anything but a bounded JSON object is refused and nothing
+// is stored.
+func testOAuthGrantClaims(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "claims@example.com")
+	claims := `{"organization_id":"org_1","roles":["auditor","admin"],"seats":12,"beta":true}`
+	g := newGrant(f, []string{"payments:read"}, at(0))
+	g.Claims = claims
+	if _, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g); err != nil || stored.Claims != claims {
+		t.Fatalf("ApproveOAuthRequest: claims %q, %v", stored.Claims, err)
+	}
+	if got := getGrant(t, s, g.ID); got.Claims != claims {
+		t.Errorf("GetOAuthGrant claims = %q, want %q", got.Claims, claims)
+	}
+	redeemed, err := s.RedeemOAuthCode(ctx, g.CodeHash, at(time.Second))
+	if err != nil || redeemed.Claims != claims {
+		t.Fatalf("RedeemOAuthCode: claims %q, %v", redeemed.Claims, err)
+	}
+	first := newRefresh(at(time.Second), 7*24*time.Hour)
+	first.GrantID = g.ID
+	if _, err := s.CreateOAuthRefreshToken(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	if _, gr, err := s.GetOAuthRefreshToken(ctx, first.Hash); err != nil || gr.Claims != claims {
+		t.Errorf("GetOAuthRefreshToken grant claims = %q, %v", gr.Claims, err)
+	}
+	res, err := s.RotateRefreshToken(ctx, first.Hash, newRefresh(at(time.Minute), 7*24*time.Hour), at(time.Minute), 30*time.Second)
+	if err != nil || res.Outcome != store.RefreshRotated || res.Grant.Claims != claims {
+		t.Errorf("RotateRefreshToken: %s, grant claims %q, %v", res.Outcome, res.Grant.Claims, err)
+	}
+
+	// A later approval (a new sign-in with other claims) has its own;
+	// the first grant keeps what it was approved with.
+	g2 := newGrant(f, []string{"payments:read"}, at(2*time.Minute))
+	g2.Claims = `{"organization_id":"org_2"}`
+	if _, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g2); err != nil || stored.Claims != g2.Claims {
+		t.Fatalf("second approval: claims %q, %v", stored.Claims, err)
+	}
+	if got := getGrant(t, s, g.ID); got.Claims != claims {
+		t.Errorf("first grant's claims changed to %q", got.Claims)
+	}
+	revoked, _, err := s.RevokeOAuthGrant(ctx, g2.ID, at(3*time.Minute), "test")
+	if err != nil || revoked.Claims != g2.Claims {
+		t.Errorf("RevokeOAuthGrant: claims %q, %v", revoked.Claims, err)
+	}
+	// No claims: "".
+	if got := mustApprove(t, s, f, []string{"payments:read"}, at(4*time.Minute)); got.Claims != "" || getGrant(t, s, got.ID).Claims != "" {
+		t.Errorf("grant without claims has %q", got.Claims)
+	}
+
+	for name, bad := range map[string]string{
+		"not JSON":  `{"organization_id":`,
+		"an array":  `["org_1"]`,
+		"a string":  `"org_1"`,
+		"null":      `null`,
+		"too large": `{"blob":"` + strings.Repeat("x", store.MaxOAuthGrantClaimsBytes) + `"}`,
+	} {
+		g := newGrant(f, []string{"payments:read"}, at(5*time.Minute))
+		g.Claims = bad
+		if _, _, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g); err == nil {
+			t.Errorf("%s: ApproveOAuthRequest accepted claims", name)
+		}
+		if _, err := s.GetOAuthGrant(ctx, g.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("%s: the refused grant was stored (%v)", name, err)
+		}
+		cc := store.OAuthGrant{ID: store.NewID("grt"), ClientID: f.client.ClientID, Resource: testResource, Claims: bad,
+			CreatedAt: at(0), ExpiresAt: at(time.Hour)}
+		if err := s.CreateOAuthGrant(ctx, cc); err == nil {
+			t.Errorf("%s: CreateOAuthGrant accepted claims", name)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -160,7 +161,7 @@ func (d *DB) ListOAuthConsents(ctx context.Context, userID string) ([]store.OAut
 
 const oauthGrantColumns = `id, consent_id, user_id, client_id, resource, scopes, nonce, auth_time, code_hash,
 	code_challenge, redirect_uri, redirect_uri_provided, code_expires_at, code_redeemed_at, created_at, expires_at,
-	last_used_at, revoked_at, revoke_reason`
+	last_used_at, revoked_at, revoke_reason, claims`
 
 func scanOAuthGrant(r rowScanner) (store.OAuthGrant, error) {
 	var (
@@ -171,7 +172,7 @@ func scanOAuthGrant(r rowScanner) (store.OAuthGrant, error) {
 	)
 	if err := r.Scan(&g.ID, &consent, &user, &g.ClientID, &g.Resource, &scopes, &g.Nonce, &t[0], &g.CodeHash,
 		&g.CodeChallenge, &g.RedirectURI, &g.RedirectURIProvided, &t[1], &t[2], &t[3], &t[4],
-		&t[5], &t[6], &g.RevokeReason); err != nil {
+		&t[5], &t[6], &g.RevokeReason, &g.Claims); err != nil {
 		return store.OAuthGrant{}, err
 	}
 	g.ConsentID, g.UserID = consent.String, user.String
@@ -234,6 +235,9 @@ func insertOAuthGrant(ctx context.Context, q interface {
 	if err != nil {
 		return store.OAuthGrant{}, err
 	}
+	if err := checkGrantClaims(g.Claims); err != nil {
+		return store.OAuthGrant{}, err
+	}
 	g.CreatedAt = truncMS(g.CreatedAt)
 	if g.CreatedAt.IsZero() {
 		g.CreatedAt = nowMS()
@@ -243,10 +247,10 @@ func insertOAuthGrant(ctx context.Context, q interface {
 		code = g.CodeHash
 	}
 	_, err = q.ExecContext(ctx, `INSERT INTO oauth_grants (`+oauthGrantColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
 		g.ID, nullString(g.ConsentID), nullString(g.UserID), g.ClientID, g.Resource, scopes, g.Nonce, millis(g.AuthTime), code,
 		g.CodeChallenge, g.RedirectURI, g.RedirectURIProvided, millis(g.CodeExpiresAt), millis(g.CodeRedeemedAt),
-		millis(g.CreatedAt), millis(g.ExpiresAt), millis(g.LastUsedAt), millis(g.RevokedAt), g.RevokeReason)
+		millis(g.CreatedAt), millis(g.ExpiresAt), millis(g.LastUsedAt), millis(g.RevokedAt), g.RevokeReason, g.Claims)
 	if err != nil {
 		return store.OAuthGrant{}, fmt.Errorf("create oauth grant: %w", mapErr(err))
 	}
@@ -256,6 +260,22 @@ func insertOAuthGrant(ctx context.Context, q interface {
 		g.Scopes = nil
 	}
 	return g, nil
+}
+
+// checkGrantClaims: "" or a JSON object of at most
+// store.MaxOAuthGrantClaimsBytes.
+func checkGrantClaims(claims string) error {
+	if claims == "" {
+		return nil
+	}
+	if len(claims) > store.MaxOAuthGrantClaimsBytes {
+		return fmt.Errorf("store: oauth grant claims are %d bytes, at most %d", len(claims), store.MaxOAuthGrantClaimsBytes)
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal([]byte(claims), &obj); err != nil || obj == nil {
+		return errors.New("store: oauth grant claims must be a JSON object")
+	}
+	return nil
 }
 
 // ApproveOAuthRequest takes the pending request, extends the consent and
