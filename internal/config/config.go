@@ -82,6 +82,9 @@ type Config struct {
 	// shared secret, the button's name, and whether it is the only way in.
 	CustomLoginURL, CustomLoginSecret, CustomLoginSecretFile, CustomLoginName string
 	CustomLoginOnly                                                           bool
+	// CustomLoginPublicKeyFile holds the app's public key(s), the
+	// alternative to the shared secret (customloginkeys.go).
+	CustomLoginPublicKeyFile string
 
 	// RedisURL (redis://[:password@]host:port/db, or rediss:// for TLS)
 	// makes every rate limit shared by the nodes using that Redis; empty:
@@ -161,6 +164,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CustomLoginURL, "custom-login-url", c.CustomLoginURL, "login page of your own application for \"bring your own login\" (see docs/custom-login.md)")
 	fs.StringVar(&c.CustomLoginSecret, "custom-login-secret", c.CustomLoginSecret, "shared secret (at least 32 bytes) your login application sends to POST /api/login-requests/{id}/user")
 	fs.StringVar(&c.CustomLoginSecretFile, "custom-login-secret-file", c.CustomLoginSecretFile, "file holding the custom login shared secret")
+	fs.StringVar(&c.CustomLoginPublicKeyFile, "custom-login-public-key-file", c.CustomLoginPublicKeyFile, "instead of a shared secret: PEM or JWKS file of your login application's public key(s); it then signs short-lived assertions (see docs/custom-login.md)")
 	fs.StringVar(&c.CustomLoginName, "custom-login-name", c.CustomLoginName, "name on the login page's \"Continue with …\" button (default: the login URL's host)")
 	fs.BoolVar(&c.CustomLoginOnly, "custom-login-only", c.CustomLoginOnly, "/login goes straight to the custom login page")
 	fs.StringVar(&c.RedisURL, "redis-url", c.RedisURL, "Redis shared by every node for rate limits: redis://[:password@]host:port/db, or rediss:// for TLS (empty: limits per process)")

@@ -3,7 +3,9 @@ package config
 // Bring your own login (custom auth): --custom-login-url names the
 // operator application's login page, --custom-login-secret (or
 // --custom-login-secret-file) the shared secret that application uses to
-// tell mcpgate who signed in. See docs/custom-login.md.
+// tell mcpgate who signed in, or --custom-login-public-key-file its public
+// key(s) when it signs assertions instead (customloginkeys.go). See
+// docs/custom-login.md.
 
 import (
 	"fmt"
@@ -34,8 +36,9 @@ func (c *Config) CustomLoginSecretValue() (string, error) {
 // validateCustomLogin reports the problems of the custom login settings.
 func (c *Config) validateCustomLogin() []string {
 	var errs []string
+	hasSecret := c.CustomLoginSecret != "" || c.CustomLoginSecretFile != ""
 	if c.CustomLoginURL == "" {
-		if c.CustomLoginSecret != "" || c.CustomLoginSecretFile != "" || c.CustomLoginOnly || c.CustomLoginName != "" {
+		if hasSecret || c.CustomLoginPublicKeyFile != "" || c.CustomLoginOnly || c.CustomLoginName != "" {
 			errs = append(errs, "--custom-login-*: set --custom-login-url too (the login page of your application)")
 		}
 		return errs
@@ -49,12 +52,24 @@ func (c *Config) validateCustomLogin() []string {
 	case u.User != nil || u.Fragment != "":
 		errs = append(errs, fmt.Sprintf("--custom-login-url %q: must not carry credentials or a fragment", c.CustomLoginURL))
 	}
-	secret, err := c.CustomLoginSecretValue()
+	// The app authenticates with exactly one of a shared secret or a key pair.
 	switch {
-	case err != nil:
-		errs = append(errs, err.Error())
-	case len(secret) < MinCustomLoginSecretBytes:
-		errs = append(errs, fmt.Sprintf("--custom-login-secret: must be at least %d bytes (or use --custom-login-secret-file)", MinCustomLoginSecretBytes))
+	case hasSecret && c.CustomLoginPublicKeyFile != "":
+		errs = append(errs, "--custom-login-secret and --custom-login-public-key-file: set only one (a shared secret, or your application's public key)")
+	case c.CustomLoginPublicKeyFile != "":
+		if _, err := c.CustomLoginPublicKeys(); err != nil {
+			errs = append(errs, err.Error())
+		}
+	case !hasSecret:
+		errs = append(errs, "--custom-login-url: say how your application authenticates to mcpgate: --custom-login-secret (or --custom-login-secret-file), or --custom-login-public-key-file")
+	default:
+		secret, err := c.CustomLoginSecretValue()
+		switch {
+		case err != nil:
+			errs = append(errs, err.Error())
+		case len(secret) < MinCustomLoginSecretBytes:
+			errs = append(errs, fmt.Sprintf("--custom-login-secret: must be at least %d bytes (or use --custom-login-secret-file)", MinCustomLoginSecretBytes))
+		}
 	}
 	if len(c.CustomLoginName) > 60 {
 		errs = append(errs, "--custom-login-name: at most 60 bytes")

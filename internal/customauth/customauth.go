@@ -11,7 +11,8 @@
 //	    it under a key derived from the server key, and the browser goes to
 //	    <login URL>?login_request_id=…&state=…
 //	POST /api/login-requests/{login_request_id}/user   (operator app → mcpgate)
-//	  Authorization: Bearer <shared secret>
+//	  Authorization: Bearer <shared secret>, or Bearer <assertion>: a JWT
+//	  signed with the app's private key (key-pair mode, assertion.go)
 //	  {"sub","email","email_verified","name", …custom claims}
 //	  → the user's description is checked and attached to the request
 //	    (once: a conditional update, whichever node gets it)
@@ -22,15 +23,15 @@
 //	    the custom claims, 303 to return_to.
 //
 // Audit: login_request.created, login_request.completed and
-// login_request.refused (reason bad_secret, unknown_request, expired,
-// replayed, state_mismatch, browser_mismatch, invalid_claims; at the
-// start rate_limited and too_many_pending). Details name the login flow
-// by its public id (login_flow), never by the login request id or state.
+// login_request.refused (reason bad_secret or bad_assertion, unknown_request,
+// expired, replayed, state_mismatch, browser_mismatch, invalid_claims; at
+// the start rate_limited and too_many_pending). Details name the login
+// flow by its public id (login_flow), never by the login request id or
+// state.
 package customauth
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/loginflow"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/verify"
 )
 
 // Audit event types.
@@ -88,7 +90,7 @@ const (
 // Standard members of the posted body; everything else is a custom claim.
 var standard = map[string]bool{"sub": true, "email": true, "email_verified": true, "name": true}
 
-// Options configure the handler. LoginURL, Secret, Flows, Accounts,
+// Options configure the handler. LoginURL, Secret or PublicKeys, Flows, Accounts,
 // Sessions, Audit, ErrorPage and SafeReturnTo are required.
 type Options struct {
 	LoginURL string // the operator app's login page
@@ -105,6 +107,10 @@ type Options struct {
 	SafeReturnTo func(string) string
 	Now          func() time.Time
 	Logger       *slog.Logger
+
+	// PublicKeys, instead of Secret: the app signs assertions with the
+	// private key of one of them (assertion.go).
+	PublicKeys []verify.PublicKey
 }
 
 // User is what the operator app said about the user.
@@ -120,15 +126,13 @@ type User struct {
 type Handler struct {
 	opts   Options
 	issuer string
+	auth   appAuth
 }
 
 // New builds the handler.
 func New(opts Options) (*Handler, error) {
 	if opts.Flows == nil || opts.Accounts == nil || opts.Sessions == nil || opts.Audit == nil || opts.ErrorPage == nil || opts.SafeReturnTo == nil {
 		return nil, errors.New("customauth.New: Flows, Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are required")
-	}
-	if len(opts.Secret) < MinSecretBytes {
-		return nil, fmt.Errorf("customauth.New: the shared secret must be at least %d bytes", MinSecretBytes)
 	}
 	iss, err := Issuer(opts.LoginURL)
 	if err != nil {
@@ -140,7 +144,11 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{opts: opts, issuer: iss}, nil
+	auth, err := newAppAuth(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{opts: opts, issuer: iss, auth: auth}, nil
 }
 
 // Issuer is the identity source name users of loginURL are linked under:
@@ -216,9 +224,9 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 		h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeRefused, Outcome: store.OutcomeDeny, Reason: reason, Details: d})
 		httpx.WriteJSON(w, status, map[string]string{"error": reason, "error_description": msg})
 	}
-	if !h.secretOK(r) {
+	if f := h.auth.authenticate(r, id); f != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate login requests"`)
-		refuse(http.StatusUnauthorized, ReasonBadSecret, "send the shared secret as Authorization: Bearer <secret>", nil)
+		refuse(http.StatusUnauthorized, f.reason, f.message, f.details)
 		return
 	}
 	u, err := parseUser(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
@@ -248,20 +256,6 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 	default:
 		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}
-}
-
-func (h *Handler) secretOK(r *http.Request) bool {
-	auths := r.Header.Values("Authorization")
-	if len(auths) != 1 {
-		return false
-	}
-	scheme, tok, _ := strings.Cut(strings.TrimSpace(auths[0]), " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return false
-	}
-	a := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	b := sha256.Sum256(h.opts.Secret)
-	return subtle.ConstantTimeCompare(a[:], b[:]) == 1
 }
 
 // parseUser reads and checks the posted user description.

@@ -2,6 +2,11 @@ package server_test
 
 import (
 	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -21,16 +26,28 @@ import (
 // table and form) runs beside mcpgate; in Chromium a user goes mcpgate
 // /login → "Continue with Example app" → the app's form → /login/callback,
 // is signed in at mcpgate as a new user carrying the app's organization_id
-// claim, and calls a tool through /mcp with the session's MCP key.
+// claim, and calls a tool through /mcp with the session's MCP key. The app
+// authenticates its POST to mcpgate with the shared secret, or (key pair)
+// with assertions signed by its private key, mcpgate holding only the
+// public key file.
 func TestCustomLoginExampleApp(t *testing.T) {
-	secret := strings.Repeat("s3cret-", 6)
-	exampleApp := &app.App{Secret: secret, Users: app.DemoUsers}
+	t.Run("shared secret", func(t *testing.T) { customLoginExampleApp(t, false) })
+	t.Run("key pair", func(t *testing.T) { customLoginExampleApp(t, true) })
+}
+
+func customLoginExampleApp(t *testing.T, keyPair bool) {
+	exampleApp := &app.App{Users: app.DemoUsers}
 	appSrv := httptest.NewServer(exampleApp)
 	defer appSrv.Close()
 	e := newEnv(t, func(cfg *config.Config) {
 		cfg.CustomLoginURL = appSrv.URL + "/login"
-		cfg.CustomLoginSecret = secret
 		cfg.CustomLoginName = "Example app"
+		if keyPair {
+			exampleApp.Key, cfg.CustomLoginPublicKeyFile = appKeyPair(t)
+		} else {
+			exampleApp.Secret = strings.Repeat("s3cret-", 6)
+			cfg.CustomLoginSecret = exampleApp.Secret
+		}
 	})
 	exampleApp.MCPGateURL = e.base
 
@@ -108,4 +125,23 @@ func TestCustomLoginExampleApp(t *testing.T) {
 	if out["email"] != "carol@acme.example" || out["balance"] != 0.0 || out["organization"] != "org-acme" {
 		t.Errorf("tool result = %v, want the new user's (carol@acme.example, balance 0, organization org-acme)", out)
 	}
+}
+
+// appKeyPair makes the example app's Ed25519 key, and the public key file
+// an operator would give mcpgate (what openssl pkey -pubout writes).
+func appKeyPair(t *testing.T) (crypto.Signer, string) {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "app.pub")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key, path
 }

@@ -268,13 +268,23 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	}
 	if cfg.CustomLoginURL != "" {
 		// Bring your own login (--custom-login-url): /login/custom,
-		// /login/callback, POST /api/login-requests/{id}/user.
-		secret, err := cfg.CustomLoginSecretValue()
+		// /login/callback, POST /api/login-requests/{id}/user, the app
+		// authenticating with a shared secret or signed assertions.
+		var (
+			secret string
+			keys   []verify.PublicKey
+			err    error
+		)
+		if cfg.CustomLoginPublicKeyFile != "" {
+			keys, err = cfg.CustomLoginPublicKeys()
+		} else {
+			secret, err = cfg.CustomLoginSecretValue()
+		}
 		if err != nil {
 			return err
 		}
 		ca, err := customauth.New(customauth.Options{
-			LoginURL: cfg.CustomLoginURL, Secret: []byte(secret), BaseURL: cfg.BaseURL(), Flows: s.flows,
+			LoginURL: cfg.CustomLoginURL, Secret: []byte(secret), PublicKeys: keys, BaseURL: cfg.BaseURL(), Flows: s.flows,
 			Accounts: identity.NewProvisioner(s.core.Users, s.core.DB), Sessions: s.core.Sessions,
 			Audit: s.core.Audit, ErrorPage: pages.ErrorPage, SafeReturnTo: web.SafeReturnTo, Logger: s.log,
 		})

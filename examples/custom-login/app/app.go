@@ -2,13 +2,15 @@
 // own login: its own user table and login form. When mcpgate sends a
 // browser here with ?login_request_id=…&state=…, the user signs in with
 // this app's password; the app then tells mcpgate who it is
-// (POST /api/login-requests/{id}/user with the shared secret) and sends
-// the browser to mcpgate's /login/callback?state=….
+// (POST /api/login-requests/{id}/user with the shared secret, or with an
+// assertion signed by the app's private key: assertion.go) and sends the
+// browser to mcpgate's /login/callback?state=….
 package app
 
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
@@ -36,8 +38,11 @@ var DemoUsers = []User{
 type App struct {
 	MCPGateURL string // mcpgate's public URL
 	Secret     string // the shared secret (mcpgate's --custom-login-secret)
-	Users      []User
-	Client     *http.Client
+	// Key, when set, signs an assertion instead of sending Secret; mcpgate
+	// has its public key (--custom-login-public-key-file).
+	Key    crypto.Signer
+	Users  []User
+	Client *http.Client
 }
 
 var page = template.Must(template.New("login").Parse(`<!doctype html>
@@ -108,14 +113,21 @@ func (a *App) postUser(ctx context.Context, id string, u User) error {
 		"sub": u.ID, "email": u.Email, "email_verified": true, "name": u.Name,
 		"roles": u.Roles, "organization_id": u.OrganizationID,
 	})
+	endpoint := strings.TrimRight(a.MCPGateURL, "/") + "/api/login-requests/" + url.PathEscape(id) + "/user"
+	credential := a.Secret
+	if a.Key != nil {
+		var err error
+		if credential, err = a.assertion(id, endpoint); err != nil {
+			return err
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		strings.TrimRight(a.MCPGateURL, "/")+"/api/login-requests/"+url.PathEscape(id)+"/user", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+a.Secret)
+	req.Header.Set("Authorization", "Bearer "+credential)
 	req.Header.Set("Content-Type", "application/json")
 	c := a.Client
 	if c == nil {
