@@ -77,6 +77,9 @@ type UpstreamProvider struct {
 	// when the provider says the email is verified.
 	LinkByEmail bool
 	Allow       UpstreamAllow
+	// Deny refuses accounts any of whose rules match, even when Allow
+	// lets them in.
+	Deny UpstreamRules
 	// RolesClaim names the ID token claim (a name, or a dotted path such
 	// as "realm_access.roles") holding the user's roles or groups; they
 	// become the session's "roles" custom claim, which counts for tool
@@ -106,12 +109,17 @@ type UpstreamQuirks struct {
 	AllowIssuerMismatchForMultitenant bool
 }
 
-// UpstreamAllow restricts who may log in. Every non-empty rule must hold.
-type UpstreamAllow struct {
-	EmailDomains []string            // the verified email's domain is one of these
+// UpstreamRules match accounts by email domain, group or claim. As allow
+// rules every non-empty rule must hold; as deny rules any one that matches
+// refuses the account.
+type UpstreamRules struct {
+	EmailDomains []string            // the (verified, for allow) email's domain is one of these
 	Groups       []string            // the "groups" claim contains one of these
-	Claims       map[string][]string // each named claim has (contains) one of the values
+	Claims       map[string][]string // the named claim has (contains) one of the values
 }
+
+// UpstreamAllow: who may log in; every non-empty rule must hold.
+type UpstreamAllow = UpstreamRules
 
 // UpstreamProviders loads the file named by --upstream-providers-file (nil
 // when unset).
@@ -147,6 +155,12 @@ func (c *Config) UpstreamProviders() ([]UpstreamProvider, error) {
 	return list, nil
 }
 
+type fileRules struct {
+	EmailDomains []string            `json:"email_domains"`
+	Groups       []string            `json:"groups"`
+	Claims       map[string][]string `json:"claims"`
+}
+
 type upstreamFileEntry struct {
 	Name            string   `json:"name"`
 	DisplayName     string   `json:"display_name"`
@@ -162,17 +176,14 @@ type upstreamFileEntry struct {
 		Audience                          string `json:"audience"`
 		AllowIssuerMismatchForMultitenant bool   `json:"allow_issuer_mismatch_for_multitenant"`
 	} `json:"quirks"`
-	LinkByEmail bool `json:"link_by_email"`
-	Allow       struct {
-		EmailDomains []string            `json:"email_domains"`
-		Groups       []string            `json:"groups"`
-		Claims       map[string][]string `json:"claims"`
-	} `json:"allow"`
-	RolesClaim   string   `json:"roles_claim"`
-	CustomClaims []string `json:"custom_claims"`
-	AuthURL      string   `json:"auth_url"`
-	TokenURL     string   `json:"token_url"`
-	APIURL       string   `json:"api_url"`
+	LinkByEmail  bool      `json:"link_by_email"`
+	Allow        fileRules `json:"allow"`
+	Deny         fileRules `json:"deny"`
+	RolesClaim   string    `json:"roles_claim"`
+	CustomClaims []string  `json:"custom_claims"`
+	AuthURL      string    `json:"auth_url"`
+	TokenURL     string    `json:"token_url"`
+	APIURL       string    `json:"api_url"`
 }
 
 // ParseUpstreamProviders parses and validates an upstream providers file,
@@ -240,7 +251,8 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 		ClientID: fe.ClientID, ClientSecret: fe.ClientSecret, Scopes: slices.Clone(fe.Scopes), LinkByEmail: fe.LinkByEmail,
 		Quirks: UpstreamQuirks{Resource: fe.Quirks.Resource, OmitResource: fe.Quirks.OmitResource, Audience: fe.Quirks.Audience,
 			AllowIssuerMismatchForMultitenant: fe.Quirks.AllowIssuerMismatchForMultitenant},
-		Allow:   UpstreamAllow{EmailDomains: fe.Allow.EmailDomains, Groups: fe.Allow.Groups, Claims: fe.Allow.Claims},
+		Allow:   UpstreamRules(fe.Allow),
+		Deny:    UpstreamRules(fe.Deny),
 		AuthURL: fe.AuthURL, TokenURL: fe.TokenURL, APIURL: fe.APIURL,
 		RolesClaim: fe.RolesClaim, CustomClaims: slices.Clone(fe.CustomClaims),
 	}
@@ -300,8 +312,8 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 		if len(p.Scopes) == 0 {
 			p.Scopes = []string{"read:user", "user:email"}
 		}
-		if len(p.Allow.Groups) > 0 || len(p.Allow.Claims) > 0 {
-			bad("allow.groups and allow.claims: GitHub has no ID token claims; use allow.email_domains")
+		if len(p.Allow.Groups) > 0 || len(p.Allow.Claims) > 0 || len(p.Deny.Groups) > 0 || len(p.Deny.Claims) > 0 {
+			bad("allow.groups, allow.claims, deny.groups and deny.claims: GitHub has no ID token claims; use allow.email_domains or deny.email_domains")
 		}
 		if p.Quirks.AllowIssuerMismatchForMultitenant {
 			bad("quirks.allow_issuer_mismatch_for_multitenant: only for oidc providers")
@@ -323,32 +335,42 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 	if len(p.Quirks.Audience) > 500 || strings.ContainsFunc(p.Quirks.Audience, isControl) {
 		bad("quirks.audience: at most 500 characters of plain text")
 	}
-	for i, d := range p.Allow.EmailDomains {
+	errs = append(errs, p.Allow.validate("allow")...)
+	errs = append(errs, p.Deny.validate("deny")...)
+	errs = append(errs, p.validateClaims()...)
+	return p, errs
+}
+
+// validate checks a rule set (label "allow" or "deny") and normalises its
+// email domains (lower case, no leading "@").
+func (r *UpstreamRules) validate(label string) []string {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	for i, d := range r.EmailDomains {
 		d = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
 		if d == "" || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") {
-			bad("allow.email_domains %q: must be a domain such as example.com", clipStr(d))
+			bad("%s.email_domains %q: must be a domain such as example.com", label, clipStr(d))
 		}
-		p.Allow.EmailDomains[i] = d
+		r.EmailDomains[i] = d
 	}
-	if len(p.Allow.EmailDomains) > maxAllowEntries || len(p.Allow.Groups) > maxAllowEntries || len(p.Allow.Claims) > 100 {
-		bad("allow: too many entries")
+	if len(r.EmailDomains) > maxAllowEntries || len(r.Groups) > maxAllowEntries || len(r.Claims) > 100 {
+		bad("%s: too many entries", label)
 	}
-	for _, g := range p.Allow.Groups {
+	for _, g := range r.Groups {
 		if g == "" {
-			bad("allow.groups: empty group name")
+			bad("%s.groups: empty group name", label)
 		}
 	}
-	errs = append(errs, p.validateClaims()...)
-	for name, vals := range p.Allow.Claims {
+	for name, vals := range r.Claims {
 		if name == "" || len(vals) == 0 {
-			bad("allow.claims %q: needs a claim name and at least one value", clipStr(name))
+			bad("%s.claims %q: needs a claim name and at least one value", label, clipStr(name))
 		}
 		switch name {
 		case "sub", "iss", "aud", "exp", "iat", "nonce":
-			bad("allow.claims %q: a protocol claim, not a user attribute", name)
+			bad("%s.claims %q: a protocol claim, not a user attribute", label, name)
 		}
 	}
-	return p, errs
+	return errs
 }
 
 // maxKeptClaims: a session keeps at most 32 custom claims, one of them the

@@ -13,19 +13,21 @@ func TestParseUpstreamProviders(t *testing.T) {
 	list, err := ParseUpstreamProviders([]byte(`{"providers": [
 	  {"name": "corp", "display_name": "Corp SSO", "type": "oidc", "issuer": "https://sso.example.com/realms/main",
 	   "client_id": "mcpgate", "client_secret": "s", "quirks": {"omit_resource": true, "audience": "https://api.example.com"},
-	   "allow": {"email_domains": ["@Example.com"], "groups": ["eng"], "claims": {"dept": ["r&d"]}}, "link_by_email": true},
-	  {"name": "github", "type": "github", "client_id": "gh", "client_secret_env": "GH_SECRET"}
+	   "allow": {"email_domains": ["@Example.com"], "groups": ["eng"], "claims": {"dept": ["r&d"]}}, "link_by_email": true,
+	   "deny": {"email_domains": ["Contractors.Example.com"], "groups": ["interns"], "claims": {"suspended": ["true"]}}},
+	  {"name": "github", "type": "github", "client_id": "gh", "client_secret_env": "GH_SECRET", "deny": {"email_domains": ["@evil.example"]}}
 	]}`), getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	corp, gh := list[0], list[1]
 	if corp.DisplayName != "Corp SSO" || strings.Join(corp.Scopes, " ") != "openid email profile" || !corp.Quirks.OmitResource ||
-		corp.Quirks.Audience != "https://api.example.com" || corp.Allow.EmailDomains[0] != "example.com" || !corp.LinkByEmail {
+		corp.Quirks.Audience != "https://api.example.com" || corp.Allow.EmailDomains[0] != "example.com" || !corp.LinkByEmail ||
+		corp.Deny.EmailDomains[0] != "contractors.example.com" || corp.Deny.Groups[0] != "interns" || corp.Deny.Claims["suspended"][0] != "true" {
 		t.Errorf("corp = %+v", corp)
 	}
 	if gh.ClientSecret != "from-env" || gh.Issuer != DefaultGitHubIssuer || gh.APIURL != DefaultGitHubAPI || gh.DisplayName != "github" ||
-		strings.Join(gh.Scopes, " ") != "read:user user:email" {
+		strings.Join(gh.Scopes, " ") != "read:user user:email" || gh.Deny.EmailDomains[0] != "evil.example" {
 		t.Errorf("github = %+v", gh)
 	}
 }
@@ -36,7 +38,9 @@ func TestParseUpstreamProvidersReportsEverything(t *testing.T) {
 	  {"name": "ok", "type": "oidc", "issuer": "http://sso.example.com", "client_id": "c", "client_secret": "s", "client_secret_env": "X", "scopes": ["email"],
 	   "quirks": {"omit_resource": true, "resource": "https://r.example.com"}},
 	  {"name": "ok", "type": "github", "client_id": "c", "client_secret_env": "UNSET", "allow": {"groups": ["g"]}},
-	  {"name": "typo", "type": "oidc", "isuser": "https://x"}
+	  {"name": "typo", "type": "oidc", "isuser": "https://x"},
+	  {"name": "deny", "type": "oidc", "issuer": "https://sso.example.com", "client_id": "c", "client_secret": "s",
+	   "deny": {"email_domains": ["not a domain"], "groups": [""], "claims": {"iss": ["x"]}}}
 	]}`), func(string) string { return "" })
 	if err == nil {
 		t.Fatal("accepted")
@@ -46,6 +50,8 @@ func TestParseUpstreamProvidersReportsEverything(t *testing.T) {
 		`provider 2 ("ok"): issuer "http://sso.example.com": must use https`, "not both", `must include "openid"`, "contradict",
 		`provider 3 ("ok"): client_secret_env: the environment variable UNSET`, "allow.groups", `name "ok" is also provider 2`,
 		`provider 4: json: unknown field "isuser"`,
+		`provider 5 ("deny"): deny.email_domains "not a domain": must be a domain`, `provider 5 ("deny"): deny.groups: empty group name`,
+		`provider 5 ("deny"): deny.claims "iss": a protocol claim`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -320,7 +320,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	if msg, ok := allowed(p.cfg.Allow, acct); !ok {
+	msg, ok := allowed(p.cfg.Allow, acct)
+	if ok {
+		msg, ok = notDenied(p.cfg.Deny, acct)
+	}
+	if !ok {
 		fail(http.StatusForbidden, ReasonNotAllowed, acct.Subject, map[string]any{"rule": msg}, "Not allowed",
 			"Your "+p.cfg.DisplayName+" account is not allowed to sign in to this server ("+msg+"). Ask your mcpgate administrator.")
 		return
@@ -451,6 +455,29 @@ func allowed(a config.UpstreamAllow, acct account) (string, bool) {
 	for name, want := range a.Claims {
 		if !anyIn(claimStrings(acct.Claims[name]), want) {
 			return "claim " + clip(name, 60), false
+		}
+	}
+	return "", true
+}
+
+// notDenied applies the deny rules; any rule that matches refuses. An
+// email's domain matches whether or not the provider verified the address:
+// a deny rule errs on the side of refusing.
+func notDenied(d config.UpstreamRules, acct account) (string, bool) {
+	if len(d.EmailDomains) > 0 {
+		_, domain, _ := strings.Cut(strings.ToLower(acct.Email), "@")
+		for _, x := range d.EmailDomains {
+			if domain == x {
+				return "denied email domain", false
+			}
+		}
+	}
+	if anyIn(acct.Groups, d.Groups) {
+		return "denied group", false
+	}
+	for name, values := range d.Claims {
+		if anyIn(claimStrings(acct.Claims[name]), values) {
+			return "denied claim " + clip(name, 60), false
 		}
 	}
 	return "", true

@@ -864,3 +864,52 @@ func TestRolesClaimAndCustomClaims(t *testing.T) {
 		})
 	}
 }
+
+func TestDenyRules(t *testing.T) {
+	acct := account{Email: "pat@Contractors.Example.com", EmailVerified: false, Groups: []string{"eng", "interns"},
+		Claims: map[string]any{"dept": "r&d", "roles": []any{"a", "b"}, "suspended": true}}
+	cases := []struct {
+		name string
+		deny config.UpstreamRules
+		rule string // "" when the account passes
+	}{
+		{"no deny rules", config.UpstreamRules{}, ""},
+		{"denied domain, even unverified, any case", config.UpstreamRules{EmailDomains: []string{"contractors.example.com"}}, "denied email domain"},
+		{"parent domain is another domain", config.UpstreamRules{EmailDomains: []string{"example.com"}}, ""},
+		{"denied group", config.UpstreamRules{Groups: []string{"finance", "interns"}}, "denied group"},
+		{"other group", config.UpstreamRules{Groups: []string{"finance"}}, ""},
+		{"denied claim value in a list", config.UpstreamRules{Claims: map[string][]string{"roles": {"b"}}}, "denied claim roles"},
+		{"denied boolean claim", config.UpstreamRules{Claims: map[string][]string{"suspended": {"true"}}}, "denied claim suspended"},
+		{"claim absent", config.UpstreamRules{Claims: map[string][]string{"missing": {"x"}}}, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rule, ok := notDenied(tc.deny, acct)
+			if ok != (tc.rule == "") || rule != tc.rule {
+				t.Errorf("notDenied = %q, %v; want %q", rule, ok, tc.rule)
+			}
+		})
+	}
+	// End to end: allowed by the allow rules, refused by a deny rule,
+	// audited with the rule, nobody provisioned.
+	e := newEnv(t, func(p *idp) config.UpstreamProvider {
+		c := oidcProvider(p)
+		c.Allow = config.UpstreamAllow{EmailDomains: []string{"example.com"}}
+		c.Deny = config.UpstreamRules{Groups: []string{"interns"}}
+		return c
+	})
+	e.idp.claims = func(c map[string]any) { c["groups"] = []any{"eng", "interns"} }
+	resp, body := e.login("corp")
+	e.refused(t, resp, body, http.StatusForbidden, ReasonNotAllowed)
+	if !strings.Contains(body, "denied group") {
+		t.Errorf("the page does not say which rule refused: %s", body)
+	}
+	if _, err := e.db.GetIdentity(context.Background(), e.idp.srv.URL, "user-1"); err == nil {
+		t.Errorf("a denied account was provisioned")
+	}
+	// The same account outside the denied group signs in.
+	e.idp.claims = func(c map[string]any) { c["groups"] = []any{"eng"} }
+	if resp, body := e.login("corp"); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("an account outside the denied group: %d %s", resp.StatusCode, body)
+	}
+}
