@@ -24,9 +24,11 @@ package oauth
 // token; the operator copies fewer or smaller claims.
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -96,4 +98,60 @@ func (s *Server) pickClaims(all map[string]json.RawMessage) map[string]json.RawM
 		picked[name] = v
 	}
 	return picked
+}
+
+// SharedClaim is a custom claim as the consent page shows it: the
+// application's access tokens will carry it.
+type SharedClaim struct {
+	Name  string
+	Value string // for reading: a string as is, a list of strings joined with ", ", anything else as JSON; clipped
+}
+
+// maxSharedClaimText bounds a value on the consent page (the token carries
+// it whole).
+const maxSharedClaimText = 200
+
+// SharedClaims lists, for the consent page, the custom claims of the
+// user's sign-in (sessionClaims, the session's JSON object) that an
+// approval would copy into the application's access tokens, sorted by
+// name. RFC 6749 §10.2 and MCP's security guidance ask that the user be
+// told what a client receives; claims are part of that.
+func (s *Server) SharedClaims(sessionClaims string) []SharedClaim {
+	raw, _ := s.grantClaims(sessionClaims)
+	if raw == "" {
+		return nil
+	}
+	var picked map[string]json.RawMessage
+	if json.Unmarshal([]byte(raw), &picked) != nil {
+		return nil
+	}
+	out := make([]SharedClaim, 0, len(picked))
+	for _, name := range slices.Sorted(maps.Keys(picked)) {
+		out = append(out, SharedClaim{Name: name, Value: claimText(picked[name])})
+	}
+	return out
+}
+
+// claimText renders a claim value for people.
+func claimText(v json.RawMessage) string {
+	var text string
+	var str string
+	var list []string
+	switch {
+	case json.Unmarshal(v, &str) == nil:
+		text = str
+	case json.Unmarshal(v, &list) == nil:
+		text = strings.Join(list, ", ")
+	default:
+		var buf bytes.Buffer
+		if json.Compact(&buf, v) == nil {
+			text = buf.String()
+		} else {
+			text = string(v)
+		}
+	}
+	if len(text) > maxSharedClaimText {
+		text = strings.ToValidUTF8(text[:maxSharedClaimText], "") + "…"
+	}
+	return text
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 )
@@ -193,5 +194,32 @@ func TestAccessTokenClaimsTooLarge(t *testing.T) {
 	}
 	if active, _ := s.as.GrantActive(context.Background(), g.ID); active {
 		t.Error("the grant is still active")
+	}
+}
+
+// TestSharedClaims: what the consent page tells the user the application
+// will receive — only the claims the setting names, in name order, values
+// made readable and clipped.
+func TestSharedClaims(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{tokenClaims: []string{"roles", "organization_id", "tier", "profile", "note"}})
+	session := `{"organization_id":"org_acme","roles":["auditor","ops"],"tier":3,"profile":{"team":"a"},"secret_ref":"x","note":"` +
+		strings.Repeat("n", 300) + `"}`
+	got := s.as.SharedClaims(session)
+	want := []oauth.SharedClaim{
+		{Name: "note", Value: strings.Repeat("n", 200) + "…"},
+		{Name: "organization_id", Value: "org_acme"},
+		{Name: "profile", Value: `{"team":"a"}`},
+		{Name: "roles", Value: "auditor, ops"},
+		{Name: "tier", Value: "3"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("SharedClaims (-want +got):\n%s", diff)
+	}
+	if got := s.as.SharedClaims(""); got != nil {
+		t.Errorf("no session claims: %v", got)
+	}
+	off := newStack(t, storeSQLite(t), stackOptions{})
+	if got := off.as.SharedClaims(session); got != nil {
+		t.Errorf("setting off: %v", got)
 	}
 }

@@ -43,6 +43,9 @@ type OAuth interface {
 	// operator copies into access tokens.
 	Approve(ctx context.Context, id string, u store.User, sessionClaims string) (string, error)
 	Deny(ctx context.Context, id string, u store.User) (string, error)
+	// SharedClaims: the custom claims of the session (store.Session.Claims)
+	// an approval copies into the application's access tokens.
+	SharedClaims(sessionClaims string) []oauth.SharedClaim
 	// ConfirmEachTime: the user must confirm an authorization of the
 	// client at redirectURI even when consent given before covers it.
 	ConfirmEachTime(ctx context.Context, clientID, redirectURI string) (bool, error)
@@ -90,6 +93,9 @@ type consentData struct {
 	// client_id when it gave none.
 	ClientLabel string
 	Signed      string // the signed-in user, as shown
+	// Claims: details of the user's sign-in the application's access
+	// tokens will carry (--access-token-claims).
+	Claims []oauth.SharedClaim
 }
 
 // consentForm shows the consent page, or approves at once when the user
@@ -125,7 +131,8 @@ func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *call
 	p.setFormAction(w, v.RedirectURI)
 	signed := c.user.Email
 	h := p.h
-	h.page(w, r, c, http.StatusOK, "consent", "", "Allow access", consentData{Pending: v, ClientLabel: clientLabel(v), Signed: signed}, "")
+	h.page(w, r, c, http.StatusOK, "consent", "", "Allow access", consentData{Pending: v, ClientLabel: clientLabel(v), Signed: signed,
+		Claims: p.o.SharedClaims(c.cur.Session.Claims)}, "")
 }
 
 // foreignBrowser answers a consent request from a browser that did not

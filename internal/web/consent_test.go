@@ -72,6 +72,8 @@ func (f *fakeOAuth) Deny(_ context.Context, id string, u store.User) (string, er
 	return f.decide("deny", id, u)
 }
 
+func (f *fakeOAuth) SharedClaims(string) []oauth.SharedClaim { return nil }
+
 func (f *fakeOAuth) ListGrants(_ context.Context, userID string) ([]oauth.GrantView, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
