@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -119,7 +118,7 @@ func TestCustomLoginOAuthInChromium(t *testing.T) {
 	if tok.status != http.StatusOK || at == "" {
 		t.Fatalf("code exchange: %d %s", tok.status, tok.body)
 	}
-	payload := jwtClaims(t, at)
+	payload := tokenPayload(t, at)
 	if payload["organization_id"] != "org-globex" || !sameStrings(payload["roles"], "member", "auditor") {
 		t.Errorf("access token claims = %v, want organization_id org-globex and roles [member auditor]", payload)
 	}
@@ -148,25 +147,6 @@ func randomString(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// jwtClaims decodes a JWT's payload without verifying it: what the client
-// can read.
-func jwtClaims(t *testing.T, tok string) map[string]any {
-	t.Helper()
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		t.Fatalf("not a JWT: %q", tok)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		t.Fatal(err)
-	}
-	return m
 }
 
 func sameStrings(v any, want ...string) bool {
