@@ -14,8 +14,9 @@
 //	    key. Starts are rate limited per client IP.
 //	GET /login/upstream/{name}/callback?code=…&state=…
 //	  → state checked (and consumed), code exchanged, ID token verified
-//	    (audience = client_id, nonce) or GitHub's user API asked, allow
-//	    rules applied, the user provisioned or linked by (issuer, subject)
+//	    (audience = client_id, nonce; for a multi-tenant issuer, a tenant
+//	    of quirks.allowed_tenants) or GitHub's user API asked, allow and
+//	    deny rules applied, the user provisioned or linked by (issuer, subject)
 //	    through identity.Provisioner, an mcpgate session started (keeping
 //	    the roles of the provider's roles_claim as the "roles" custom claim
 //	    and its custom_claims, see sessionClaims), 303 to return_to.
@@ -65,6 +66,10 @@ const (
 	ReasonUserDisabled  = "user_disabled"
 	ReasonInvalidClaims = "invalid_claims" // subject or issuer unusable
 )
+
+// ReasonTenantNotAllowed: a multi-tenant provider's ID token is from a
+// tenant not in quirks.allowed_tenants (audit detail "tenant").
+const ReasonTenantNotAllowed = "tenant_not_allowed"
 
 // FlowTTL is how long a started login may take.
 const FlowTTL = loginflow.TTL
@@ -312,7 +317,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream: login refused", slog.String("provider", name),
 			slog.String("reason", rf.reason), slog.Any("err", rf.err))
 		d := map[string]any{"error": clip(errString(rf.err), 300)}
+		if rf.tenant != "" {
+			d["tenant"] = rf.tenant
+		}
 		switch rf.reason {
+		case ReasonTenantNotAllowed:
+			fail(http.StatusForbidden, rf.reason, rf.subject, d, "Not allowed",
+				"Accounts of your organisation's "+p.cfg.DisplayName+" directory are not allowed to sign in to this server. Ask your mcpgate administrator.")
 		case ReasonUpstreamError:
 			fail(http.StatusBadGateway, rf.reason, rf.subject, d, "Sign-in failed", p.cfg.DisplayName+" did not answer correctly. Please try again in a moment, or sign in another way.")
 		default:
@@ -395,10 +406,11 @@ type account struct {
 	Claims                       map[string]any
 }
 
-// refusal is a failed callback: the audit reason, the subject when known.
+// refusal is a failed callback: the audit reason, the subject and the
+// tenant when known.
 type refusal struct {
-	reason, subject string
-	err             error
+	reason, subject, tenant string
+	err                     error
 }
 
 // sessionClaims are the custom claims an OIDC sign-in keeps with its
@@ -435,17 +447,8 @@ func sessionClaims(cfg config.UpstreamProvider, acct account) (map[string]any, e
 // allowed applies the allow rules; every configured rule must hold.
 func allowed(a config.UpstreamAllow, acct account) (string, bool) {
 	if len(a.EmailDomains) > 0 {
-		_, domain, _ := strings.Cut(strings.ToLower(acct.Email), "@")
-		ok := acct.EmailVerified && domain != ""
-		if ok {
-			ok = false
-			for _, d := range a.EmailDomains {
-				if domain == d {
-					ok = true
-				}
-			}
-		}
-		if !ok {
+		domain, ok := identity.EmailDomain(acct.Email)
+		if !acct.EmailVerified || !ok || !slices.Contains(a.EmailDomains, domain) {
 			return "verified email domain", false
 		}
 	}
@@ -460,27 +463,48 @@ func allowed(a config.UpstreamAllow, acct account) (string, bool) {
 	return "", true
 }
 
-// notDenied applies the deny rules; any rule that matches refuses. An
-// email's domain matches whether or not the provider verified the address:
-// a deny rule errs on the side of refusing.
+// notDenied applies the deny rules; any rule that matches refuses. A deny
+// rule errs on the side of refusing: an email's domain matches whether or
+// not the provider verified the address, and an address whose domain
+// cannot be read reliably (one identity.EmailDomain does not accept, such
+// as a non-ASCII look-alike) is refused when there are email-domain rules.
 func notDenied(d config.UpstreamRules, acct account) (string, bool) {
-	if len(d.EmailDomains) > 0 {
-		_, domain, _ := strings.Cut(strings.ToLower(acct.Email), "@")
-		for _, x := range d.EmailDomains {
-			if domain == x {
-				return "denied email domain", false
-			}
+	if len(d.EmailDomains) > 0 && acct.Email != "" {
+		domain, ok := identity.EmailDomain(acct.Email)
+		if !ok {
+			return "unreadable email address", false
 		}
+		if slices.Contains(d.EmailDomains, domain) {
+			return "denied email domain", false
+		}
+	}
+	if len(d.Groups) > 0 && (elsewhere(acct.Claims, "groups") || acct.Claims["hasgroups"] == true) {
+		return "group list not in the ID token", false
 	}
 	if anyIn(acct.Groups, d.Groups) {
 		return "denied group", false
 	}
 	for name, values := range d.Claims {
+		if elsewhere(acct.Claims, name) {
+			return "claim " + clip(name, 60) + " not in the ID token", false
+		}
 		if anyIn(claimStrings(acct.Claims[name]), values) {
 			return "denied claim " + clip(name, 60), false
 		}
 	}
 	return "", true
+}
+
+// elsewhere reports whether the ID token says claim name is kept at
+// another source instead of in the token: an aggregated or distributed
+// claim, listed in "_claim_names" (OIDC Core §5.6.2). Entra ID does this
+// with "groups" for a user in too many groups ("groups overage"; with
+// "hasgroups": true in tokens of the implicit flow). mcpgate does not
+// fetch such claims, so a deny rule on them cannot tell and refuses.
+func elsewhere(claims map[string]any, name string) bool {
+	names, _ := claims["_claim_names"].(map[string]any)
+	_, ok := names[name]
+	return ok
 }
 
 func anyIn(have, want []string) bool {
@@ -517,15 +541,20 @@ func claimStrings(v any) []string {
 	return nil
 }
 
-// matchIssuerTemplate: tmpl contains "{tenantid}"; iss must equal it with a
-// tenant id (letters, digits, '-') in its place.
-func matchIssuerTemplate(tmpl, iss string) bool {
+// issuerTenant returns the tenant id of iss when iss equals the issuer
+// template tmpl with a tenant id (config.TenantIDPattern: ASCII letters,
+// digits, '-') in the place of "{tenantid}".
+func issuerTenant(tmpl, iss string) (string, bool) {
 	i := strings.Index(tmpl, "{tenantid}")
 	if i < 0 {
-		return false
+		return "", false
 	}
-	re := "^" + regexp.QuoteMeta(tmpl[:i]) + "[A-Za-z0-9-]{1,64}" + regexp.QuoteMeta(tmpl[i+len("{tenantid}"):]) + "$"
-	return regexp.MustCompile(re).MatchString(iss)
+	re := "^" + regexp.QuoteMeta(tmpl[:i]) + "(" + config.TenantIDPattern + ")" + regexp.QuoteMeta(tmpl[i+len("{tenantid}"):]) + "$"
+	m := regexp.MustCompile(re).FindStringSubmatch(iss)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
 }
 
 func clip(s string, n int) string {
