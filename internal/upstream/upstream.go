@@ -75,7 +75,7 @@ const ReasonTenantNotAllowed = "tenant_not_allowed"
 const FlowTTL = loginflow.TTL
 
 const (
-	bindCookie      = "mcpgate_upstream"
+	bindCookie      = "mcpgate_upstream" // "__Host-mcpgate_upstream" on https (loginflow.NewBindingCookie)
 	defaultTimeout  = 10 * time.Second
 	maxAPIBodyBytes = 1 << 20
 )
@@ -110,6 +110,7 @@ type Handler struct {
 	opts      Options
 	client    *http.Client
 	providers map[string]*provider
+	cookie    loginflow.BindingCookie
 }
 
 // flow is what the callback needs of a started login.
@@ -145,7 +146,7 @@ func New(opts Options) (*Handler, error) {
 		tr = http.DefaultTransport
 	}
 	h := &Handler{
-		opts: opts, providers: map[string]*provider{},
+		opts: opts, providers: map[string]*provider{}, cookie: loginflow.NewBindingCookie(bindCookie, "/login/upstream/", opts.BaseURL),
 		client: &http.Client{
 			Timeout: opts.Timeout, Transport: tr,
 			// Never follow a provider's redirects with the token or code.
@@ -220,12 +221,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: bindCookie, Value: h.opts.Flows.Binding(store.LoginFlowUpstream, state), Path: "/login/upstream/", MaxAge: int(FlowTTL / time.Second),
-		HttpOnly: true, Secure: strings.HasPrefix(h.opts.BaseURL, "https://"),
-		// Lax: sent on the provider's top-level redirect back here.
-		SameSite: http.SameSiteLaxMode,
-	})
+	h.cookie.Set(w, h.opts.Flows.Binding(store.LoginFlowUpstream, state), FlowTTL)
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(sec.Verifier)}
 	if p.cfg.Type == config.UpstreamOIDC {
 		opts = append(opts, oauth2.SetAuthURLParam("nonce", sec.Nonce))
@@ -262,7 +258,7 @@ func (h *Handler) take(r *http.Request, provider, state string) (*flow, string, 
 		return nil, "", err
 	case f.Provider != provider:
 		return nil, "other_provider", nil
-	case !h.opts.Flows.Bound(r, bindCookie, store.LoginFlowUpstream, state):
+	case !h.opts.Flows.Bound(r, h.cookie.Name, store.LoginFlowUpstream, state):
 		return nil, "browser_mismatch", nil
 	}
 	raw, err := h.opts.Flows.Open(f)
@@ -299,8 +295,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"This sign-in link is not valid any more (it was already used, is older than 10 minutes, or was started in another browser). "+retry)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: "/login/upstream/", MaxAge: -1, HttpOnly: true,
-		Secure: strings.HasPrefix(h.opts.BaseURL, "https://"), SameSite: http.SameSiteLaxMode})
+	h.cookie.Clear(w)
 	if e := q.Get("error"); e != "" {
 		fail(http.StatusForbidden, ReasonDenied, "", map[string]any{"error": clip(e, 100), "error_description": clip(q.Get("error_description"), 300)},
 			"Sign-in cancelled", p.cfg.DisplayName+" did not sign you in. "+retry)

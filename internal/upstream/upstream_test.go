@@ -194,6 +194,11 @@ func newEnvWith(t *testing.T, fo loginflow.Options, providers ...func(p *idp) co
 // node starts a handler for the env's providers over fo.Store, with its
 // own Flows: another mcpgate node on the same database.
 func (e *env) node(fo loginflow.Options) (*httptest.Server, *Handler) {
+	return e.nodeAt(fo, "")
+}
+
+// nodeAt is node with the public URL base ("": the test server's URL).
+func (e *env) nodeAt(fo loginflow.Options, base string) (*httptest.Server, *Handler) {
 	t := e.t
 	fo.Logger = quiet
 	flows, err := loginflow.New(fo)
@@ -204,8 +209,11 @@ func (e *env) node(fo loginflow.Options) (*httptest.Server, *Handler) {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	if base == "" {
+		base = srv.URL
+	}
 	h, err := New(Options{
-		Providers: e.list, BaseURL: srv.URL, Flows: flows,
+		Providers: e.list, BaseURL: base, Flows: flows,
 		Accounts: identity.NewProvisioner(identity.New(db, e.rec), db),
 		Sessions: session.New(db, e.rec, session.Options{Logger: quiet}),
 		Audit:    e.rec,
@@ -386,6 +394,66 @@ func TestStateReplayMismatchAndExpiry(t *testing.T) {
 	e.clk.add(FlowTTL + time.Second)
 	resp, body = e.finish(b, "corp", state, "good-code")
 	e.stateRefused(t, resp, body, "expired")
+}
+
+// cookieClient sends cookie with every request (a browser on an https
+// origin; the test servers speak http) and does not follow redirects.
+type cookieClient string
+
+func (c cookieClient) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Cookie", string(c))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestBindingCookieOnHTTPS (review #5, F5): on an https public URL the
+// binding cookie is __Host-mcpgate_upstream (Path=/, Secure), which a
+// sibling subdomain cannot set; a planted cookie under the plain name
+// binds nothing. On http it keeps its plain name and path.
+func TestBindingCookieOnHTTPS(t *testing.T) {
+	db := storetest.SQLite(t)
+	e := newEnvWith(t, loginflow.Options{Store: db, ServerKey: serverKey})
+	srv, _ := e.nodeAt(loginflow.Options{Store: db, ServerKey: serverKey}, "https://mcp.example.com")
+	start := func() (state string, c *http.Cookie) {
+		t.Helper()
+		resp, err := browser().Get(srv.URL + "/login/upstream/corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cs := resp.Cookies()
+		if len(cs) != 1 || cs[0].Name != "__Host-mcpgate_upstream" || cs[0].Path != "/" || !cs[0].Secure || !cs[0].HttpOnly || cs[0].Domain != "" {
+			t.Fatalf("binding cookie on https: %+v", cs)
+		}
+		q := resp.Header.Get("Location")
+		loc, _ := url.Parse(q)
+		e.idp.mu.Lock()
+		e.idp.challenge = loc.Query().Get("code_challenge")
+		e.idp.mu.Unlock()
+		e.nonce = loc.Query().Get("nonce")
+		return loc.Query().Get("state"), cs[0]
+	}
+	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	state, c := start()
+	planted := &http.Client{Transport: cookieClient("mcpgate_upstream=" + c.Value), CheckRedirect: noFollow}
+	resp, body := e.finishAt(srv.URL, planted, "corp", state, "good-code")
+	e.stateRefused(t, resp, body, "browser_mismatch")
+
+	state, c = start()
+	real := &http.Client{Transport: cookieClient(c.Name + "=" + c.Value), CheckRedirect: noFollow}
+	if resp, body := e.finishAt(srv.URL, real, "corp", state, "good-code"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("callback with the __Host- cookie: %d %s", resp.StatusCode, body)
+	}
+
+	resp, err := browser().Get(e.srv.URL + "/login/upstream/corp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || cs[0].Name != "mcpgate_upstream" || cs[0].Path != "/login/upstream/" || cs[0].Secure {
+		t.Errorf("binding cookie on http: %+v", cs)
+	}
 }
 
 func TestStateOfAnotherProvider(t *testing.T) {
