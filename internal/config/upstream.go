@@ -84,7 +84,13 @@ type UpstreamProvider struct {
 	// LinkByEmail allows linking to an existing user with the same email
 	// when the provider says the email is verified.
 	LinkByEmail bool
-	Allow       UpstreamAllow
+	// TreatEmailAsVerified: the operator vouches that every address this
+	// provider reports belongs to its user (a provider whose addresses
+	// its own administrators assign, such as another mcpgate, which never
+	// claims email_verified). Its emails then count as verified for the
+	// email-domain allow rule, linking by email and the new user's email.
+	TreatEmailAsVerified bool
+	Allow                UpstreamAllow
 	// Deny refuses accounts any of whose rules match, even when Allow
 	// lets them in.
 	Deny UpstreamRules
@@ -192,6 +198,7 @@ type upstreamFileEntry struct {
 		AllowedTenants                    []string `json:"allowed_tenants"`
 	} `json:"quirks"`
 	LinkByEmail  bool      `json:"link_by_email"`
+	TrustEmails  bool      `json:"treat_email_as_verified"`
 	Allow        fileRules `json:"allow"`
 	Deny         fileRules `json:"deny"`
 	RolesClaim   string    `json:"roles_claim"`
@@ -286,7 +293,7 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 	p := UpstreamProvider{
 		Name: fe.Name, DisplayName: strings.TrimSpace(fe.DisplayName), Type: fe.Type, Issuer: fe.Issuer,
-		ClientID: fe.ClientID, ClientSecret: fe.ClientSecret, Scopes: slices.Clone(fe.Scopes), LinkByEmail: fe.LinkByEmail,
+		ClientID: fe.ClientID, ClientSecret: fe.ClientSecret, Scopes: slices.Clone(fe.Scopes), LinkByEmail: fe.LinkByEmail, TreatEmailAsVerified: fe.TrustEmails,
 		Quirks: UpstreamQuirks{Resource: fe.Quirks.Resource, OmitResource: fe.Quirks.OmitResource, Audience: fe.Quirks.Audience,
 			AllowIssuerMismatchForMultitenant: fe.Quirks.AllowIssuerMismatchForMultitenant, AllowedTenants: slices.Clone(fe.Quirks.AllowedTenants)},
 		Allow:   UpstreamRules(fe.Allow),

@@ -13,7 +13,7 @@ func TestParseUpstreamProviders(t *testing.T) {
 	list, err := ParseUpstreamProviders([]byte(`{"providers": [
 	  {"name": "corp", "display_name": "Corp SSO", "type": "oidc", "issuer": "https://sso.example.com/realms/main",
 	   "client_id": "mcpgate", "client_secret": "s", "quirks": {"omit_resource": true, "audience": "https://api.example.com"},
-	   "allow": {"email_domains": ["@Example.com"], "groups": ["eng"], "claims": {"dept": ["r&d"]}}, "link_by_email": true,
+	   "allow": {"email_domains": ["@Example.com"], "groups": ["eng"], "claims": {"dept": ["r&d"]}}, "link_by_email": true, "treat_email_as_verified": true,
 	   "deny": {"email_domains": ["Contractors.Example.com"], "groups": ["interns"], "claims": {"suspended": ["true"]}}},
 	  {"name": "github", "type": "github", "client_id": "gh", "client_secret_env": "GH_SECRET", "deny": {"email_domains": ["@evil.example"]}}
 	]}`), getenv)
@@ -22,7 +22,7 @@ func TestParseUpstreamProviders(t *testing.T) {
 	}
 	corp, gh := list[0], list[1]
 	if corp.DisplayName != "Corp SSO" || strings.Join(corp.Scopes, " ") != "openid email profile" || !corp.Quirks.OmitResource ||
-		corp.Quirks.Audience != "https://api.example.com" || corp.Allow.EmailDomains[0] != "example.com" || !corp.LinkByEmail ||
+		corp.Quirks.Audience != "https://api.example.com" || corp.Allow.EmailDomains[0] != "example.com" || !corp.LinkByEmail || !corp.TreatEmailAsVerified || gh.TreatEmailAsVerified ||
 		corp.Deny.EmailDomains[0] != "contractors.example.com" || corp.Deny.Groups[0] != "interns" || corp.Deny.Claims["suspended"][0] != "true" {
 		t.Errorf("corp = %+v", corp)
 	}

@@ -326,12 +326,21 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if p.cfg.TreatEmailAsVerified && acct.Email != "" {
+		acct.EmailVerified = true // the operator vouches for this provider's addresses
+	}
 	msg, ok := allowed(p.cfg.Allow, acct)
 	if ok {
 		msg, ok = notDenied(p.cfg.Deny, acct)
 	}
 	if !ok {
-		fail(http.StatusForbidden, ReasonNotAllowed, acct.Subject, map[string]any{"rule": msg}, "Not allowed",
+		// What the operator needs to tell "wrong domain" from "not
+		// verified" (the address itself stays out of the audit log).
+		d := map[string]any{"rule": msg, "email_verified": acct.EmailVerified}
+		if domain, ok := identity.EmailDomain(acct.Email); ok {
+			d["email_domain"] = domain
+		}
+		fail(http.StatusForbidden, ReasonNotAllowed, acct.Subject, d, "Not allowed",
 			"Your "+p.cfg.DisplayName+" account is not allowed to sign in to this server ("+msg+"). Ask your mcpgate administrator.")
 		return
 	}

@@ -1095,3 +1095,34 @@ func TestDenyRules(t *testing.T) {
 		t.Errorf("an account outside the denied group: %d %s", resp.StatusCode, body)
 	}
 }
+
+// A provider that never says email_verified (another mcpgate): its email
+// fails the email-domain allow rule — and the audit says it was the
+// verification, not the domain — until the operator vouches for its
+// addresses with treat_email_as_verified; then the user also gets the
+// real address instead of a placeholder.
+func TestTreatEmailAsVerified(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		e := newEnv(t, func(p *idp) config.UpstreamProvider {
+			c := oidcProvider(p)
+			c.Allow = config.UpstreamAllow{EmailDomains: []string{"example.com"}}
+			c.TreatEmailAsVerified = trust
+			return c
+		})
+		e.idp.claims = func(c map[string]any) { delete(c, "email_verified") }
+		resp, body := e.login("corp")
+		if !trust {
+			e.refused(t, resp, body, http.StatusForbidden, ReasonNotAllowed)
+			if ev := e.rec.last(t, TypeLogin); ev.Details["email_verified"] != false || ev.Details["email_domain"] != "example.com" {
+				t.Errorf("refusal details %v: want email_verified false and email_domain example.com", ev.Details)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("trusted provider: %d %s", resp.StatusCode, body)
+		}
+		if pv := e.rec.last(t, identity.TypeUserProvisioned); pv.Details["email"] != "pat@example.com" {
+			t.Errorf("user.provisioned = %v, want the provider's address", pv.Details)
+		}
+	}
+}
