@@ -42,6 +42,12 @@ func testUserCRUD(t *testing.T, s store.Store) {
 	if d := diff(want, got); d != "" {
 		t.Errorf("GetUserByEmail mismatch (-want +got):\n%s", d)
 	}
+	// Look-ups ignore ASCII case.
+	for _, look := range []string{"Zoe@example.com", "ZOE@EXAMPLE.COM"} {
+		if _, err := s.GetUserByEmail(ctx, look); err != nil {
+			t.Errorf("GetUserByEmail(%q) (case only): %v", look, err)
+		}
+	}
 
 	// A user with no roles and no password.
 	bare := store.User{ID: store.NewID("usr"), Email: "adam@example.com", CreatedAt: at(0), UpdatedAt: at(0)}
@@ -62,6 +68,16 @@ func testUserCRUD(t *testing.T, s store.Store) {
 	}
 	if d := diff([]store.User{userMS(bare), want}, list); d != "" {
 		t.Errorf("ListUsers (ordered by email) mismatch (-want +got):\n%s", d)
+	}
+	// A look-alike of a real address (U+212A KELVIN SIGN is lower-cased to
+	// "k") is another address.
+	if err := s.CreateUser(ctx, store.User{ID: store.NewID("usr"), Email: "kim@example.com", CreatedAt: at(0), UpdatedAt: at(0)}); err != nil {
+		t.Fatalf("CreateUser(kim): %v", err)
+	}
+	for _, look := range []string{"\u212Aim@example.com", "kim@example.\u212Aom"} {
+		if _, err := s.GetUserByEmail(ctx, look); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetUserByEmail(%q) err = %v, want ErrNotFound (a look-alike is another address)", look, err)
+		}
 	}
 }
 

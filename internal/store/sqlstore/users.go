@@ -90,7 +90,10 @@ func (d *DB) GetUser(ctx context.Context, id string) (store.User, error) {
 // GetUserByEmail returns the user whose email matches case-insensitively,
 // or ErrNotFound.
 func (d *DB) GetUserByEmail(ctx context.Context, email string) (store.User, error) {
-	if !validText(email) {
+	if !validText(email) || !isASCII(email) {
+		// Stored emails are ASCII (identity.NormalizeEmail); a look-up
+		// with other letters must not reach lower(), which folds some of
+		// them to ASCII (U+212A KELVIN SIGN to "k").
 		return store.User{}, fmt.Errorf("get user by email: %w", store.ErrNotFound)
 	}
 	u, err := scanUser(d.db.QueryRowContext(ctx,
