@@ -25,7 +25,7 @@ func (a *app) migrateCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "up", Short: "Apply all pending migrations", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context()) // OpenCore migrates
+			c, err := a.openCore(cmd.Context(), server.OpenCreate) // migrates
 			if err != nil {
 				return err
 			}
@@ -37,14 +37,16 @@ func (a *app) migrateCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "status", Short: "List migrations and whether they are applied (applies nothing)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Not openCore: that migrates, and status must show what is
-			// pending before an upgrade, not apply it.
+			// Not openCore: even read-only, that refuses a schema with
+			// pending migrations, and status must show them before an
+			// upgrade. It creates nothing either: no SQLite file, and no
+			// goose version table in an empty PostgreSQL schema.
 			if err := a.configError(a.cfg.ValidateStorage); err != nil {
 				return err
 			}
-			db, err := sqlstore.Open(cmd.Context(), a.cfg.DatabaseURLOrDefault())
+			db, err := sqlstore.OpenExisting(cmd.Context(), a.cfg.DatabaseURLOrDefault())
 			if err != nil {
-				return err
+				return a.storeError(err)
 			}
 			defer db.Close()
 			st, err := db.MigrationStatus(cmd.Context())
@@ -67,7 +69,7 @@ func (a *app) migrateCmd() *cobra.Command {
 				return err
 			}
 			if pending > 0 {
-				fmt.Fprintf(a.stderr, "%d migration(s) pending: run mcpgate migrate up (serve and the other commands also apply them)\n", pending)
+				fmt.Fprintf(a.stderr, "%d migration(s) pending: run mcpgate migrate up (serve and the commands that write also apply them)\n", pending)
 			}
 			return nil
 		},
@@ -102,7 +104,7 @@ func (a *app) userCmd() *cobra.Command {
 					return err
 				}
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenCreate)
 			if err != nil {
 				return err
 			}
@@ -127,7 +129,7 @@ func (a *app) userCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}
@@ -161,7 +163,7 @@ func (a *app) userCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " EMAIL|ID", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := a.openCore(cmd.Context())
+				c, err := a.openCore(cmd.Context(), server.OpenExisting)
 				if err != nil {
 					return err
 				}
@@ -189,7 +191,7 @@ func (a *app) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}
@@ -257,7 +259,7 @@ func (a *app) keyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}
@@ -288,7 +290,7 @@ func (a *app) keyCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List API keys (id first)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}
@@ -330,7 +332,7 @@ func (a *app) keyCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke an API key (running servers refuse it within the key cache TTL)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}
@@ -398,7 +400,7 @@ func (a *app) auditCmd() *cobra.Command {
 			if limit < 1 || limit > 1000 {
 				return fmt.Errorf("--limit %d: must be between 1 and 1000", limit)
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}

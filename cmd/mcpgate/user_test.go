@@ -79,6 +79,7 @@ func TestUserAddWithoutPassword(t *testing.T) {
 
 func TestUserListText(t *testing.T) {
 	c := newSQLite(t)
+	c.ok("", "migrate", "up") // user list creates no database
 	if r := c.ok("", "user", "list"); strings.TrimSpace(r.stdout) != strings.Join(strings.Fields("ID EMAIL NAME ROLES STATUS CREATED"), "  ") {
 		t.Errorf("empty user list = %q, want only the header", r.stdout)
 	}
