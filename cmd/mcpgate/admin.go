@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/server"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
@@ -209,8 +212,81 @@ func (a *app) userCmd() *cobra.Command {
 	}
 	setPw.Flags().BoolVar(&setPwStdin, "password-stdin", false, "read the password from the first line of standard input")
 	cmd.AddCommand(add, list, setDisabled("disable", "Disable a user: every credential stops working at once", true),
-		setDisabled("enable", "Enable a disabled user", false), setPw)
+		setDisabled("enable", "Enable a disabled user", false), setPw, a.userSetRolesCmd())
 	return cmd
+}
+
+func (a *app) userSetRolesCmd() *cobra.Command {
+	var roles string
+	cmd := &cobra.Command{
+		Use:   "set-roles EMAIL|ID --roles ROLES",
+		Short: "Replace a user's roles (--roles \"\" removes them all)",
+		Long: `Replace a user's roles with --roles (comma- or space-separated;
+--roles "" removes every role). Audited as user.roles_changed with the old
+and new roles, like a change on the admin pages.
+
+The admin role opens the admin pages. The only enabled user with it keeps
+it: give another user the admin role first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want, err := identity.CheckRoles(splitList(roles))
+			if err != nil {
+				return userInputErr(args[0], err)
+			}
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
+			if err != nil {
+				return err
+			}
+			defer c.Close(cmd.Context())
+			u, err := c.Users.Get(cmd.Context(), args[0])
+			if err != nil {
+				return userErr(args[0], err)
+			}
+			if err := keepsAnAdmin(cmd.Context(), c.Users, u, want); err != nil {
+				return err
+			}
+			nu, err := c.Users.SetRoles(cmd.Context(), u.ID, want)
+			if err != nil {
+				return userErr(args[0], err)
+			}
+			if slices.Equal(u.Roles, nu.Roles) {
+				fmt.Fprintf(a.stderr, "roles of %s unchanged: %s\n", nu.Email, rolesText(nu.Roles))
+				return nil
+			}
+			fmt.Fprintf(a.stderr, "roles of %s set to %s (were %s)\n", nu.Email, rolesText(nu.Roles), rolesText(u.Roles))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&roles, "roles", "", "the new roles, comma- or space-separated (for example admin,auditor); \"\" removes all (required)")
+	cmd.MarkFlagRequired("roles")
+	return cmd
+}
+
+// keepsAnAdmin refuses to take the admin role from the last enabled user
+// who has it. The admin pages cannot do that either (nobody may remove
+// their own admin role there), so mcpgate keeps someone who can use them.
+func keepsAnAdmin(ctx context.Context, users *identity.Service, u store.User, roles []string) error {
+	if u.Disabled || !slices.Contains(u.Roles, principal.RoleAdmin) || slices.Contains(roles, principal.RoleAdmin) {
+		return nil
+	}
+	all, err := users.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.ID != u.ID && !o.Disabled && slices.Contains(o.Roles, principal.RoleAdmin) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is the only enabled user with the %s role, and nobody could use the admin pages without it: give another user the %s role first",
+		u.Email, principal.RoleAdmin, principal.RoleAdmin)
+}
+
+func rolesText(roles []string) string {
+	if len(roles) == 0 {
+		return "none"
+	}
+	return strings.Join(roles, ",")
 }
 
 func userErr(who string, err error) error {

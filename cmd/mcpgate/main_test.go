@@ -329,3 +329,9 @@ func runBinary(t *testing.T, dir, stdin string, args ...string) binResult {
 	}
 	return binResult{stdout: out.String(), stderr: errOut.String(), code: cmd.ProcessState.ExitCode()}
 }
+
+// bin runs the real binary on c's database.
+func (c cli) bin(stdin string, args ...string) binResult {
+	c.t.Helper()
+	return runBinary(c.t, "", stdin, append(append([]string{}, args...), c.dbFlags()...)...)
+}

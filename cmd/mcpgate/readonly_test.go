@@ -26,6 +26,7 @@ var (
 		{"user", "disable", "bob@example.com"},
 		{"user", "enable", "bob@example.com"},
 		{"user", "set-password", "bob@example.com", "--password-stdin"},
+		{"user", "set-roles", "bob@example.com", "--roles", "auditor"},
 		{"key", "create", "--user", "bob@example.com", "--name", "laptop"},
 		{"key", "revoke", "key_oituckuutr5lhd6y4mc5qzvfca"},
 		{"client", "remove", "client_nipoepteunt6p3c7hs7ykkmq6i"},
@@ -72,7 +73,7 @@ func TestWrongDirectoryCreatesNothing(t *testing.T) {
 	if err := os.Remove(filepath.Join(dir, "server.key")); err != nil {
 		t.Fatal(err)
 	}
-	for _, args := range [][]string{{"user", "list"}, {"user", "disable", "bob@example.com"}} {
+	for _, args := range [][]string{{"user", "list"}, {"user", "set-roles", "bob@example.com", "--roles", "auditor"}, {"user", "disable", "bob@example.com"}} {
 		if r := runBinary(t, dir, "", args...); r.code != 0 {
 			t.Errorf("mcpgate %s: exit %d, stderr %q", shortArgs(args), r.code, r.stderr)
 		}
