@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/apikeys"
 	"github.com/mcpgate/mcpgate/internal/identity"
+	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/server"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
@@ -25,7 +28,7 @@ func (a *app) migrateCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "up", Short: "Apply all pending migrations", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context()) // OpenCore migrates
+			c, err := a.openCore(cmd.Context(), server.OpenCreate) // migrates
 			if err != nil {
 				return err
 			}
@@ -37,14 +40,16 @@ func (a *app) migrateCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use: "status", Short: "List migrations and whether they are applied (applies nothing)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			// Not openCore: that migrates, and status must show what is
-			// pending before an upgrade, not apply it.
+			// Not openCore: even read-only, that refuses a schema with
+			// pending migrations, and status must show them before an
+			// upgrade. It creates nothing either: no SQLite file, and no
+			// goose version table in an empty PostgreSQL schema.
 			if err := a.configError(a.cfg.ValidateStorage); err != nil {
 				return err
 			}
-			db, err := sqlstore.Open(cmd.Context(), a.cfg.DatabaseURLOrDefault())
+			db, err := sqlstore.OpenExisting(cmd.Context(), a.cfg.DatabaseURLOrDefault())
 			if err != nil {
-				return err
+				return a.storeError(err)
 			}
 			defer db.Close()
 			st, err := db.MigrationStatus(cmd.Context())
@@ -67,7 +72,7 @@ func (a *app) migrateCmd() *cobra.Command {
 				return err
 			}
 			if pending > 0 {
-				fmt.Fprintf(a.stderr, "%d migration(s) pending: run mcpgate migrate up (serve and the other commands also apply them)\n", pending)
+				fmt.Fprintf(a.stderr, "%d migration(s) pending: run mcpgate migrate up (serve and the commands that write also apply them)\n", pending)
 			}
 			return nil
 		},
@@ -102,7 +107,7 @@ func (a *app) userCmd() *cobra.Command {
 					return err
 				}
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenCreate)
 			if err != nil {
 				return err
 			}
@@ -127,7 +132,7 @@ func (a *app) userCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List users", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}
@@ -161,7 +166,7 @@ func (a *app) userCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " EMAIL|ID", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := a.openCore(cmd.Context())
+				c, err := a.openCore(cmd.Context(), server.OpenExisting)
 				if err != nil {
 					return err
 				}
@@ -189,7 +194,7 @@ func (a *app) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}
@@ -207,8 +212,81 @@ func (a *app) userCmd() *cobra.Command {
 	}
 	setPw.Flags().BoolVar(&setPwStdin, "password-stdin", false, "read the password from the first line of standard input")
 	cmd.AddCommand(add, list, setDisabled("disable", "Disable a user: every credential stops working at once", true),
-		setDisabled("enable", "Enable a disabled user", false), setPw)
+		setDisabled("enable", "Enable a disabled user", false), setPw, a.userSetRolesCmd())
 	return cmd
+}
+
+func (a *app) userSetRolesCmd() *cobra.Command {
+	var roles string
+	cmd := &cobra.Command{
+		Use:   "set-roles EMAIL|ID --roles ROLES",
+		Short: "Replace a user's roles (--roles \"\" removes them all)",
+		Long: `Replace a user's roles with --roles (comma- or space-separated;
+--roles "" removes every role). Audited as user.roles_changed with the old
+and new roles, like a change on the admin pages.
+
+The admin role opens the admin pages. The only enabled user with it keeps
+it: give another user the admin role first.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			want, err := identity.CheckRoles(splitList(roles))
+			if err != nil {
+				return userInputErr(args[0], err)
+			}
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
+			if err != nil {
+				return err
+			}
+			defer c.Close(cmd.Context())
+			u, err := c.Users.Get(cmd.Context(), args[0])
+			if err != nil {
+				return userErr(args[0], err)
+			}
+			if err := keepsAnAdmin(cmd.Context(), c.Users, u, want); err != nil {
+				return err
+			}
+			nu, err := c.Users.SetRoles(cmd.Context(), u.ID, want)
+			if err != nil {
+				return userErr(args[0], err)
+			}
+			if slices.Equal(u.Roles, nu.Roles) {
+				fmt.Fprintf(a.stderr, "roles of %s unchanged: %s\n", nu.Email, rolesText(nu.Roles))
+				return nil
+			}
+			fmt.Fprintf(a.stderr, "roles of %s set to %s (were %s)\n", nu.Email, rolesText(nu.Roles), rolesText(u.Roles))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&roles, "roles", "", "the new roles, comma- or space-separated (for example admin,auditor); \"\" removes all (required)")
+	cmd.MarkFlagRequired("roles")
+	return cmd
+}
+
+// keepsAnAdmin refuses to take the admin role from the last enabled user
+// who has it. The admin pages cannot do that either (nobody may remove
+// their own admin role there), so mcpgate keeps someone who can use them.
+func keepsAnAdmin(ctx context.Context, users *identity.Service, u store.User, roles []string) error {
+	if u.Disabled || !slices.Contains(u.Roles, principal.RoleAdmin) || slices.Contains(roles, principal.RoleAdmin) {
+		return nil
+	}
+	all, err := users.List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		if o.ID != u.ID && !o.Disabled && slices.Contains(o.Roles, principal.RoleAdmin) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s is the only enabled user with the %s role, and nobody could use the admin pages without it: give another user the %s role first",
+		u.Email, principal.RoleAdmin, principal.RoleAdmin)
+}
+
+func rolesText(roles []string) string {
+	if len(roles) == 0 {
+		return "none"
+	}
+	return strings.Join(roles, ",")
 }
 
 func userErr(who string, err error) error {
@@ -257,7 +335,7 @@ func (a *app) keyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}
@@ -288,7 +366,7 @@ func (a *app) keyCmd() *cobra.Command {
 	list := &cobra.Command{
 		Use: "list", Short: "List API keys (id first)", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}
@@ -330,7 +408,7 @@ func (a *app) keyCmd() *cobra.Command {
 	revoke := &cobra.Command{
 		Use: "revoke ID", Short: "Revoke an API key (running servers refuse it within the key cache TTL)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}
@@ -398,7 +476,7 @@ func (a *app) auditCmd() *cobra.Command {
 			if limit < 1 || limit > 1000 {
 				return fmt.Errorf("--limit %d: must be between 1 and 1000", limit)
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}

@@ -137,8 +137,16 @@ func TestMigrateStatus(t *testing.T) {
 		}
 
 		if c.dbURL == "" {
-			// A fresh SQLite file: status lists every migration as pending
-			// and applies none of them.
+			// No database yet: status says so and creates none.
+			c.fail("", []string{"migrate", "status"}, "no database at ")
+			if entries, _ := os.ReadDir(c.dataDir); len(entries) != 0 {
+				t.Errorf("migrate status without a database created %v", entries)
+			}
+			// An empty SQLite file: status lists every migration as
+			// pending and applies none of them.
+			if err := os.WriteFile(filepath.Join(c.dataDir, "mcpgate.db"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
 			st := c.migrations()
 			for _, m := range want {
 				if st[m] != "pending" {

@@ -47,7 +47,7 @@ gets client_credentials too only when --grant-types names it. Dynamic
 registration (POST /register) never creates client_credentials clients.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenCreate)
 			if err != nil {
 				return err
 			}
@@ -95,7 +95,7 @@ registration (POST /register) never creates client_credentials clients.`,
 			default:
 				return fmt.Errorf("--kind %q: must be static, dcr or cimd", kind)
 			}
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenReadOnly)
 			if err != nil {
 				return err
 			}
@@ -126,7 +126,7 @@ registration (POST /register) never creates client_credentials clients.`,
 	remove := &cobra.Command{
 		Use: "remove CLIENT_ID", Short: "Remove an OAuth client (its client_id stops working at once)", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := a.openCore(cmd.Context())
+			c, err := a.openCore(cmd.Context(), server.OpenExisting)
 			if err != nil {
 				return err
 			}

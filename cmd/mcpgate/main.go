@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/server"
+	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 )
 
 func main() {
@@ -116,12 +117,31 @@ func (a *app) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(a.stderr, opts))
 }
 
-// openCore validates the storage settings and opens the database.
-func (a *app) openCore(ctx context.Context) (*server.Core, error) {
+// openCore validates the storage settings and opens the database as mode
+// allows: commands that only read, or change what is there, never create a
+// database, so one run in the wrong directory says so instead of showing
+// an empty new one.
+func (a *app) openCore(ctx context.Context, mode server.OpenMode) (*server.Core, error) {
 	if err := a.configError(a.cfg.ValidateStorage); err != nil {
 		return nil, err
 	}
-	return server.OpenCore(ctx, a.cfg, a.logger(), nil)
+	c, err := server.OpenCoreMode(ctx, a.cfg, a.logger(), nil, mode)
+	return c, a.storeError(err)
+}
+
+// storeError adds what to do to the errors of a missing or outdated
+// database.
+func (a *app) storeError(err error) error {
+	db := sqlstore.RedactURL(a.cfg.DatabaseURLOrDefault())
+	switch {
+	case errors.Is(err, sqlstore.ErrNoDatabase):
+		return fmt.Errorf(`%w (run "mcpgate serve" first, or pass --data-dir / --database-url)`, err)
+	case errors.Is(err, sqlstore.ErrNoSchema):
+		return fmt.Errorf(`database %s: %w (run "mcpgate migrate up" or "mcpgate serve" first, or check --database-url)`, db, err)
+	case errors.Is(err, sqlstore.ErrSchemaBehind):
+		return fmt.Errorf(`database %s: %w (run "mcpgate migrate up")`, db, err)
+	}
+	return err
 }
 
 func (a *app) serveCmd() *cobra.Command {

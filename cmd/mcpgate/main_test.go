@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/url"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/server"
+	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 	"github.com/mcpgate/mcpgate/internal/store/storetest"
 )
 
@@ -272,4 +275,63 @@ func (c cli) core() *server.Core {
 	}
 	c.t.Cleanup(func() { core.Close(context.Background()) })
 	return core
+}
+
+// newEmptyPostgres returns a cli on an empty PostgreSQL schema: one that
+// exists but holds no table, as on a new database before the first start.
+func newEmptyPostgres(t *testing.T) cli {
+	c := newPostgres(t)
+	u, err := url.Parse(c.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	schema := q.Get("search_path") + "_empty"
+	db, err := sqlstore.Open(t.Context(), c.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().ExecContext(t.Context(), `CREATE SCHEMA `+schema); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := db.SQL().ExecContext(context.Background(), `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+		db.Close()
+	})
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	c.dbURL = u.String()
+	return c
+}
+
+// binResult is what one run of the real binary produced.
+type binResult struct {
+	stdout, stderr string
+	code           int // exit status
+}
+
+// runBinary runs the built mcpgate binary with args in dir (the working
+// directory; "" for the test's own).
+func runBinary(t *testing.T, dir, stdin string, args ...string) binResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, mcpgateBinary(t), args...)
+	cmd.Dir, cmd.Env, cmd.Stdin = dir, processEnv(), strings.NewReader(stdin)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("mcpgate %s: %v", shortArgs(args), err)
+	}
+	return binResult{stdout: out.String(), stderr: errOut.String(), code: cmd.ProcessState.ExitCode()}
+}
+
+// bin runs the real binary on c's database.
+func (c cli) bin(stdin string, args ...string) binResult {
+	c.t.Helper()
+	return runBinary(c.t, "", stdin, append(append([]string{}, args...), c.dbFlags()...)...)
 }

@@ -79,6 +79,7 @@ func TestUserAddWithoutPassword(t *testing.T) {
 
 func TestUserListText(t *testing.T) {
 	c := newSQLite(t)
+	c.ok("", "migrate", "up") // user list creates no database
 	if r := c.ok("", "user", "list"); strings.TrimSpace(r.stdout) != strings.Join(strings.Fields("ID EMAIL NAME ROLES STATUS CREATED"), "  ") {
 		t.Errorf("empty user list = %q, want only the header", r.stdout)
 	}
@@ -182,4 +183,88 @@ func TestUserSetPassword(t *testing.T) {
 
 	c.fail("too short\n", []string{"user", "set-password", "erin@example.com", "--password-stdin"}, "too short")
 	c.fail("a long enough password\n", []string{"user", "set-password", "nobody@example.com", "--password-stdin"}, `no user "nobody@example.com"`)
+}
+
+func TestUserSetRoles(t *testing.T) {
+	eachBackend(t, func(t *testing.T, c cli) {
+		alice := c.addUser("alice@example.com", "--roles", "admin")
+		bob := c.addUser("bob@example.com")
+		roles := func() map[string][]string {
+			out := map[string][]string{}
+			for _, u := range c.users() {
+				out[u.Email] = u.Roles
+			}
+			return out
+		}
+		roleEvents := func() []auditOut { return c.audit("--type", "user.roles_changed") }
+		// ok runs set-roles with the real binary and wants success, a
+		// quiet stdout and msg on stderr.
+		ok := func(msg string, args ...string) {
+			t.Helper()
+			r := c.bin("", append([]string{"user", "set-roles"}, args...)...)
+			if r.code != 0 || r.stdout != "" || r.stderr != msg+"\n" {
+				t.Errorf("user set-roles %s: exit %d, stdout %q, stderr %q; want exit 0, stderr %q", shortArgs(args), r.code, r.stdout, r.stderr, msg)
+			}
+		}
+		// refused wants exit 1, nothing on stdout, and every want in the
+		// message.
+		refused := func(args []string, wants ...string) {
+			t.Helper()
+			r := c.bin("", append([]string{"user", "set-roles"}, args...)...)
+			if r.code != 1 || r.stdout != "" {
+				t.Errorf("user set-roles %s: exit %d, stdout %q; want exit 1 and no stdout", shortArgs(args), r.code, r.stdout)
+			}
+			for _, w := range wants {
+				if !strings.Contains(r.stderr, w) {
+					t.Errorf("user set-roles %s: stderr %q does not mention %q", shortArgs(args), r.stderr, w)
+				}
+			}
+		}
+
+		ok("roles of bob@example.com set to auditor,member (were none)", "bob@example.com", "--roles", "member, auditor")
+		if diff := cmp.Diff(map[string][]string{"alice@example.com": {"admin"}, "bob@example.com": {"auditor", "member"}}, roles()); diff != "" {
+			t.Errorf("roles after set-roles (-want +got):\n%s", diff)
+		}
+		// Audited as the admin page's change is: the same event and details.
+		evs := roleEvents()
+		if len(evs) != 1 {
+			t.Fatalf("%d user.roles_changed events, want 1", len(evs))
+		}
+		want := map[string]any{"email": "bob@example.com", "roles": []any{"auditor", "member"}, "previous_roles": []any{}, "actor": "cli"}
+		if e := evs[0]; e.UserID != bob || e.Outcome != "allow" || !cmp.Equal(want, e.Details) {
+			t.Errorf("user.roles_changed = %+v, want user %s, allow, details %v", e, bob, want)
+		}
+
+		// The same roles again: nothing changes, nothing is audited.
+		ok("roles of bob@example.com unchanged: auditor,member", bob, "--roles", "auditor member")
+
+		// Refusals, checked like the admin page and user add check roles.
+		refused([]string{"bob@example.com", "--roles", "Admin"}, `--roles: role "Admin" may only contain a-z, 0-9`)
+		refused([]string{"bob@example.com", "--roles", strings.Repeat("r", 65)}, "too long")
+		refused([]string{"bob@example.com"}, `required flag(s) "roles" not set`)
+		refused([]string{"nobody@example.com", "--roles", "member"}, `no user "nobody@example.com"`)
+		// The last enabled admin keeps the role, as no admin can remove
+		// their own on the admin pages.
+		refused([]string{"alice@example.com", "--roles", "auditor"}, "alice@example.com is the only enabled user with the admin role", "give another user the admin role first")
+		refused([]string{alice, "--roles", ""}, "only enabled user with the admin role")
+		if n := len(roleEvents()); n != 1 {
+			t.Errorf("%d user.roles_changed events after refusals, want still 1", n)
+		}
+
+		// With a second admin, the first may lose the role; --roles ""
+		// removes every role.
+		ok("roles of bob@example.com set to admin (were auditor,member)", "bob@example.com", "--roles", "admin")
+		ok("roles of alice@example.com set to none (were admin)", "alice@example.com", "--roles", "")
+		// A disabled admin does not count: bob stays the only one who
+		// could sign in.
+		ok("roles of alice@example.com set to admin (were none)", "alice@example.com", "--roles", "admin")
+		c.ok("", "user", "disable", "alice@example.com")
+		refused([]string{"bob@example.com", "--roles", "member"}, "bob@example.com is the only enabled user with the admin role")
+		if diff := cmp.Diff(map[string][]string{"alice@example.com": {"admin"}, "bob@example.com": {"admin"}}, roles()); diff != "" {
+			t.Errorf("final roles (-want +got):\n%s", diff)
+		}
+		if n := len(roleEvents()); n != 4 {
+			t.Errorf("%d user.roles_changed events, want 4 (one per change)", n)
+		}
+	})
 }

@@ -3,7 +3,7 @@ package config
 // Trusted external issuers: the JSON file named by --external-issuers-file
 // (MCPGATE_EXTERNAL_ISSUERS_FILE) lists the issuers whose access tokens the
 // MCP endpoint accepts directly, next to mcpgate's own. See
-// docs/configuration.md ("External issuers") for the format; in short:
+// docs/external-issuers.md for the format; in short:
 //
 //	{"issuers": [{
 //	  "name": "keycloak",

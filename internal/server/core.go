@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -27,24 +28,42 @@ type Core struct {
 	Users    *identity.Service
 	Keys     *apikeys.Service
 	Sessions *session.Manager
-	// ServerKey derives session keys and seals token signing keys.
+	// ServerKey derives session keys and seals token signing keys; nil
+	// when the core was opened with OpenExisting or OpenReadOnly.
 	ServerKey []byte
 }
 
-// OpenCore opens and migrates the configured database and builds the
-// services. auditHook, when not nil, sees every audit event (metrics).
+// OpenMode says what opening the core may create or change.
+type OpenMode int
+
+const (
+	// OpenCreate creates a missing SQLite file and server key and applies
+	// pending migrations: serve, and the commands that add users or
+	// clients to what may be a new database.
+	OpenCreate OpenMode = iota
+	// OpenExisting needs a database that already holds mcpgate's schema
+	// (sqlstore.ErrNoDatabase, sqlstore.ErrNoSchema otherwise) and applies
+	// pending migrations; it creates no server key, and Core.ServerKey is
+	// nil. For commands that change what is already there.
+	OpenExisting
+	// OpenReadOnly changes nothing: the database must exist with every
+	// migration applied (sqlstore.ErrSchemaBehind otherwise), no server
+	// key is created, and Core.ServerKey is nil. For commands that only
+	// read.
+	OpenReadOnly
+)
+
+// OpenCore opens and migrates the configured database, creating it when
+// missing, and builds the services. auditHook, when not nil, sees every
+// audit event (metrics).
 func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHook func(audit.Event)) (*Core, error) {
-	db, err := sqlstore.Open(ctx, cfg.DatabaseURLOrDefault())
+	return OpenCoreMode(ctx, cfg, log, auditHook, OpenCreate)
+}
+
+// OpenCoreMode is OpenCore with what it may create or change chosen by mode.
+func OpenCoreMode(ctx context.Context, cfg config.Config, log *slog.Logger, auditHook func(audit.Event), mode OpenMode) (*Core, error) {
+	db, serverKey, err := openStore(ctx, cfg, mode)
 	if err != nil {
-		return nil, err
-	}
-	if err := db.Migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("migrating database: %w", err)
-	}
-	serverKey, err := cfg.LoadServerKey()
-	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	aw := audit.NewWriter(db, audit.Options{Logger: log, OnEvent: auditHook})
@@ -94,6 +113,46 @@ func OpenCore(ctx context.Context, cfg config.Config, log *slog.Logger, auditHoo
 		}
 	})
 	return &Core{DB: db, Audit: aw, Users: users, Keys: keys, Sessions: sessions, ServerKey: serverKey}, nil
+}
+
+// openStore opens the database and loads the server key as mode allows.
+func openStore(ctx context.Context, cfg config.Config, mode OpenMode) (*sqlstore.DB, []byte, error) {
+	open := sqlstore.OpenExisting
+	if mode == OpenCreate {
+		open = sqlstore.Open
+	}
+	db, err := open(ctx, cfg.DatabaseURLOrDefault())
+	if err != nil {
+		return nil, nil, err
+	}
+	serverKey, err := prepareStore(ctx, db, cfg, mode)
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, serverKey, nil
+}
+
+// prepareStore checks or migrates the schema as mode says, and loads (or
+// creates) the server key for OpenCreate.
+func prepareStore(ctx context.Context, db *sqlstore.DB, cfg config.Config, mode OpenMode) ([]byte, error) {
+	switch mode {
+	case OpenReadOnly:
+		return nil, db.CheckSchema(ctx)
+	case OpenExisting:
+		// A schema that is merely behind is migrated below; one that is
+		// not there at all means the wrong database.
+		if err := db.CheckSchema(ctx); err != nil && !errors.Is(err, sqlstore.ErrSchemaBehind) {
+			return nil, err
+		}
+	}
+	if err := db.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrating database: %w", err)
+	}
+	if mode != OpenCreate {
+		return nil, nil
+	}
+	return cfg.LoadServerKey()
 }
 
 // Close flushes last-used times and audit events, then closes the store.

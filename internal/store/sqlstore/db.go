@@ -14,7 +14,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -50,6 +53,10 @@ var sqlitePragmas = []struct{ name, value string }{
 	{"synchronous", "NORMAL"}, // durable in WAL mode except on power loss
 }
 
+// ErrNoDatabase is returned by OpenExisting when the SQLite file is not
+// there.
+var ErrNoDatabase = errors.New("no database")
+
 // Open connects to databaseURL and checks that the database answers. It does
 // not migrate: call Migrate.
 //
@@ -67,7 +74,24 @@ var sqlitePragmas = []struct{ name, value string }{
 //
 // Errors name the database with any password redacted.
 func Open(ctx context.Context, databaseURL string) (*DB, error) {
-	dialect, dsn, err := parseURL(databaseURL)
+	return open(ctx, databaseURL, false)
+}
+
+// OpenExisting is Open for a database that must already exist: a missing
+// SQLite file is not created but reported as ErrNoDatabase ("no database
+// at /abs/path"), so a command run in the wrong directory cannot mistake a
+// brand-new empty database for the real one. (A PostgreSQL database is
+// never created by Open; whether it holds mcpgate's schema is
+// CheckSchema's question.)
+func OpenExisting(ctx context.Context, databaseURL string) (*DB, error) {
+	return open(ctx, databaseURL, true)
+}
+
+func open(ctx context.Context, databaseURL string, mustExist bool) (*DB, error) {
+	dialect, dsn, err := parseURL(databaseURL, mustExist)
+	if errors.Is(err, ErrNoDatabase) {
+		return nil, err // already names the file
+	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %s: %w", RedactURL(databaseURL), err)
 	}
@@ -120,8 +144,9 @@ func openError(databaseURL string, err error) error {
 	return fmt.Errorf("cannot open database %s: %w", RedactURL(databaseURL), err)
 }
 
-// parseURL picks the dialect and builds the driver DSN.
-func parseURL(raw string) (dialect, dsn string, err error) {
+// parseURL picks the dialect and builds the driver DSN. With mustExist, a
+// SQLite file that does not exist is ErrNoDatabase.
+func parseURL(raw string, mustExist bool) (dialect, dsn string, err error) {
 	if strings.TrimSpace(raw) == "" {
 		return "", "", errors.New("empty database URL")
 	}
@@ -142,22 +167,24 @@ func parseURL(raw string) (dialect, dsn string, err error) {
 		if strings.HasPrefix(path, "//") {
 			path = path[2:] // empty authority: sqlite:///abs/path, file:///abs/path
 		}
-		dsn, err := sqliteDSN(path, query)
+		dsn, err := sqliteDSN(path, query, mustExist)
 		return DialectSQLite, dsn, err
 	case strings.Contains(raw, "://"):
 		return "", "", fmt.Errorf("unsupported database URL scheme %q (want postgres://, sqlite: or a file path)", scheme)
 	default:
 		// A plain path is taken literally ('?' included); use
 		// sqlite:PATH?params to pass driver parameters.
-		dsn, err := sqliteDSN(raw, "")
+		dsn, err := sqliteDSN(raw, "", mustExist)
 		return DialectSQLite, dsn, err
 	}
 }
 
 // sqliteDSN builds the modernc DSN "file:PATH?params" for a literal file
 // path and the caller's URL parameters, adding the default pragmas and
-// _txlock=immediate.
-func sqliteDSN(path, rawQuery string) (string, error) {
+// _txlock=immediate. With mustExist, a missing file is ErrNoDatabase, and
+// SQLite is told not to create it either (mode=rw), so a file deleted after
+// this check is not recreated by a later pooled connection.
+func sqliteDSN(path, rawQuery string, mustExist bool) (string, error) {
 	if path == "" {
 		return "", errors.New("missing SQLite file path")
 	}
@@ -191,6 +218,17 @@ func sqliteDSN(path, rawQuery string) (string, error) {
 		}
 	}
 	q.Set("_txlock", "immediate")
+	if mustExist {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if abs, aerr := filepath.Abs(path); aerr == nil {
+				path = abs
+			}
+			return "", fmt.Errorf("%w at %s", ErrNoDatabase, path)
+		}
+		if q.Get("mode") != "ro" {
+			q.Set("mode", "rw") // SQLite URI parameter: open, never create
+		}
+	}
 	// SQLite URI filenames decode %HH and end the path at '?' or '#'.
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 	if strings.HasPrefix(esc, "//") {

@@ -169,6 +169,11 @@ func TestMigrationStatus(t *testing.T) {
 				t.Errorf("fresh database reports %+v as applied", m)
 			}
 		}
+		// Only read: goose's version table was not created.
+		var tables int
+		if err := db.SQL().QueryRowContext(t.Context(), `SELECT count(*) FROM sqlite_master WHERE type = 'table'`).Scan(&tables); err != nil || tables != 0 {
+			t.Errorf("MigrationStatus on a fresh database left %d tables (%v), want 0", tables, err)
+		}
 	})
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		// storetest has migrated; migrating again is a no-op.
@@ -233,3 +238,60 @@ func TestDialectSpecifics(t *testing.T) {
 }
 
 func lastElem(name string) string { return name[strings.LastIndex(name, "/")+1:] }
+
+func TestOpenExisting(t *testing.T) {
+	dir := t.TempDir()
+	for _, u := range []string{filepath.Join(dir, "missing.db"), "sqlite:" + filepath.Join(dir, "missing.db") + "?_pragma=cache_size(-4000)"} {
+		db, err := sqlstore.OpenExisting(t.Context(), u)
+		if err == nil {
+			db.Close()
+			t.Fatalf("OpenExisting(%q) opened a database that does not exist", u)
+		}
+		if !errors.Is(err, sqlstore.ErrNoDatabase) || err.Error() != "no database at "+filepath.Join(dir, "missing.db") {
+			t.Errorf("OpenExisting(%q) = %v, want ErrNoDatabase naming the file", u, err)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Fatalf("OpenExisting created %v", entries)
+	}
+
+	// An existing file opens, and writes work.
+	path := filepath.Join(dir, "there.db")
+	db, err := sqlstore.Open(t.Context(), path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, err = sqlstore.OpenExisting(t.Context(), path)
+	if err != nil {
+		t.Fatalf("OpenExisting on an existing file: %v", err)
+	}
+	defer db.Close()
+	if err := db.Migrate(t.Context()); err != nil {
+		t.Fatalf("Migrate after OpenExisting: %v", err)
+	}
+}
+
+func TestCheckSchema(t *testing.T) {
+	db, err := sqlstore.Open(t.Context(), filepath.Join(t.TempDir(), "fresh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.CheckSchema(t.Context()); !errors.Is(err, sqlstore.ErrNoSchema) {
+		t.Errorf("CheckSchema on a fresh database = %v, want ErrNoSchema", err)
+	}
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		if err := db.CheckSchema(t.Context()); err != nil {
+			t.Errorf("CheckSchema on a migrated database = %v, want nil", err)
+		}
+		// Forget the newest migration: the schema is behind by one.
+		if _, err := db.SQL().ExecContext(t.Context(), `DELETE FROM goose_db_version WHERE version_id = (SELECT max(version_id) FROM goose_db_version)`); err != nil {
+			t.Fatal(err)
+		}
+		err := db.CheckSchema(t.Context())
+		if !errors.Is(err, sqlstore.ErrSchemaBehind) || !strings.Contains(err.Error(), "1 of ") {
+			t.Errorf("CheckSchema with one migration pending = %v, want ErrSchemaBehind, 1 pending", err)
+		}
+	})
+}
