@@ -38,7 +38,7 @@ func (s *stack) connectApp(b *browser, u store.User, clientID, redirect, scope s
 	if loc.Path != "/oauth/consent" || reqID == "" {
 		s.t.Fatalf("authorize: %d %s", resp.StatusCode, loc)
 	}
-	back, err := s.as.Approve(ctx, reqID, u, "")
+	back, err := s.as.Approve(ctx, reqID, u, store.Session{})
 	must(s.t, err)
 	cb, _ := url.Parse(back)
 	tok := s.tokenRequest(url.Values{

@@ -158,14 +158,14 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var (
-		user          *store.User
-		sessionClaims string // the custom claims of the user's sign-in (claims.go)
+		user *store.User
+		sess store.Session // the user's sign-in: the grant's claims come from it (claims.go)
 	)
 	if s.opts.Sessions != nil {
 		cur, err := s.opts.Sessions.Current(r)
 		switch {
 		case err == nil:
-			user, sessionClaims = &cur.User, cur.Session.Claims
+			user, sess = &cur.User, cur.Session
 		case !errors.Is(err, session.ErrNoSession):
 			s.unavailablePage(w, r, err)
 			return
@@ -193,7 +193,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		}
 		if consented && !confirmEachTime(cl, req.RedirectURI) {
 			// Consent given before covers the request: no page to show.
-			loc, err := s.issueCode(ctx, "", req, *user, sessionClaims, cl, nil)
+			loc, err := s.issueCode(ctx, "", req, *user, sess, cl, nil)
 			if err != nil {
 				s.unavailablePage(w, r, err)
 				return

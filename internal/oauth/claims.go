@@ -7,14 +7,38 @@ package oauth
 // mapping and kept claims). When the user approves an authorization — on
 // the consent page, or at /authorize when consent given before covers it
 // — the claims ServerOptions.AccessTokenClaims names are taken from that
-// session and stored on the grant (store.OAuthGrant.Claims). The code
-// exchange and every refresh copy them into the access token
-// (tokens.AccessClaims.Extra; RFC 9068 §2.2.3.1 names "roles" among the
-// authorization claims an access token may carry), so a grant keeps the
-// claims of the sign-in it came from: a new sign-in with other claims
-// reaches tokens through a new authorization. A name the setting no
-// longer lists is dropped at the next refresh. Protocol claims
-// (principal.ReservedClaim) are never copied.
+// session and stored on the grant (store.OAuthGrant.Claims), with the
+// session's id (SessionID). The code exchange and every refresh copy them
+// into the access token (tokens.AccessClaims.Extra; RFC 9068 §2.2.3.1
+// names "roles" among the authorization claims an access token may
+// carry) while that session lives.
+//
+// Claims live as long as the sign-in that approved the client. A claim is
+// the login source's word about the user at sign-in (an organisation, an
+// "auditor" role); mcpgate cannot ask the source again, so the word holds
+// only while the sign-in does. Once the session has ended — signed out,
+// revoked by the user or an admin, ended by a password change, past its
+// lifetime or idle timeout, or deleted — the next token of the grant is
+// minted without custom claims (tools that need one fail closed), the
+// grant's claims are dropped for good, and the token's audit event says
+// so once (details.claims_dropped = "session_ended"). The grant itself
+// lives on: the client keeps the user's scopes, without the claims.
+//
+// A new sign-in does not hand its claims to older grants: a grant belongs
+// to the sign-in its user approved from, and the consent page showed that
+// sign-in's claims. Another sign-in may carry other claims (another
+// organisation, fewer roles), and a user may be signed in several times
+// at once; giving one of them to a client the user approved elsewhere
+// would send claims the user never saw go to it. Claims come back through
+// a new authorization from a live sign-in (reconnecting the application;
+// consent given before makes that one redirect).
+//
+// Access tokens minted before the session ended keep their claims until
+// they expire (at most the access-token lifetime, --access-token-ttl).
+// Checking the session costs one read by primary key, only for grants
+// that still hold claims. A name the setting no longer lists is dropped
+// at the next refresh. Protocol claims (principal.ReservedClaim) are
+// never copied.
 //
 // Size: a session's claims are bounded at sign-in (at most 32, each at
 // most 1 KiB), but a token must stay within what its verifiers accept
@@ -25,10 +49,14 @@ package oauth
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -60,27 +88,91 @@ func (s *Server) grantClaims(sessionClaims string) (string, []string) {
 	return string(b), slices.Sorted(maps.Keys(picked))
 }
 
+// ClaimsDroppedSessionEnded is the audit detail claims_dropped of the
+// token event that first went without a grant's claims because the
+// sign-in they came from had ended.
+const ClaimsDroppedSessionEnded = "session_ended"
+
+// grantTokenClaims are the custom claims of a grant's next access token.
+type grantTokenClaims struct {
+	extra map[string]any // tokens.AccessClaims.Extra; nil for none
+	names []string       // their names, sorted
+	// ended: the grant holds claims the setting names, but the sign-in
+	// they came from has ended: none are copied, and they are to be
+	// dropped from the grant.
+	ended bool
+}
+
 // tokenClaims returns the custom claims of grant g for its next access
-// token (tokens.AccessClaims.Extra) — those the setting still names — and
-// their names (sorted). A grant without claims costs nothing.
-func (s *Server) tokenClaims(g store.OAuthGrant) (map[string]any, []string) {
+// token (tokens.AccessClaims.Extra): those the setting still names, while
+// the sign-in they came from lives. A grant without claims costs nothing;
+// one with claims costs one read of its session.
+func (s *Server) tokenClaims(ctx context.Context, g store.OAuthGrant) (grantTokenClaims, error) {
 	if g.Claims == "" || len(s.opts.AccessTokenClaims) == 0 {
-		return nil, nil
+		return grantTokenClaims{}, nil
 	}
 	var all map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(g.Claims), &all); err != nil {
 		s.log.Warn("oauth: a grant's custom claims are unreadable; its tokens carry none", "grant_id", g.ID, "err", err)
-		return nil, nil
+		return grantTokenClaims{}, nil
 	}
 	picked := s.pickClaims(all)
 	if len(picked) == 0 {
-		return nil, nil
+		return grantTokenClaims{}, nil
+	}
+	live, err := s.signInLive(ctx, g)
+	if err != nil {
+		return grantTokenClaims{}, err
+	}
+	if !live {
+		return grantTokenClaims{ended: true}, nil
 	}
 	extra := make(map[string]any, len(picked))
 	for k, v := range picked {
 		extra[k] = v // json.RawMessage: copied into the token as it was vouched for
 	}
-	return extra, slices.Sorted(maps.Keys(picked))
+	return grantTokenClaims{extra: extra, names: slices.Sorted(maps.Keys(picked))}, nil
+}
+
+// signInLive reports whether the browser session grant g was approved
+// from is still live for g's user: not revoked (sign-out, revocation,
+// password change), within its lifetime and idle timeout, as
+// session.Manager.Current would accept it. A grant without a session
+// (stored before grants recorded one) or whose session was deleted has
+// no live sign-in.
+func (s *Server) signInLive(ctx context.Context, g store.OAuthGrant) (bool, error) {
+	if g.SessionID == "" {
+		return false, nil
+	}
+	sess, err := s.st.GetSession(ctx, g.SessionID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("oauth: the session of grant %s: %w", g.ID, err)
+	}
+	var idle time.Duration
+	if s.opts.Sessions != nil {
+		idle = s.opts.Sessions.IdleTimeout()
+	}
+	return sess.UserID == g.UserID && sess.Alive(s.now(), idle), nil
+}
+
+// dropEndedClaims removes the claims of grant g, whose sign-in has ended,
+// from the grant, and returns the claims_dropped audit detail when this
+// call removed them ("" otherwise: dropped before, so audited before). A
+// failure only costs another session read at the next token: it is
+// logged, not returned (the token was minted without the claims).
+func (s *Server) dropEndedClaims(ctx context.Context, g store.OAuthGrant) string {
+	dropped, err := s.st.DropOAuthGrantClaims(ctx, g.ID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "oauth: cannot drop the claims of a grant whose sign-in ended; its tokens carry none", "grant_id", g.ID, "err", err)
+		return ""
+	}
+	if !dropped {
+		return ""
+	}
+	return ClaimsDroppedSessionEnded
 }
 
 // pickClaims keeps the claims AccessTokenClaims names (never a reserved

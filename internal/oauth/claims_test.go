@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -20,16 +22,18 @@ import (
 )
 
 // signInWithClaims starts a browser session for u carrying custom claims,
-// as bring-your-own-login (or an upstream roles mapping) does, and puts
-// its cookie into the browser.
-func (b *browser) signInWithClaims(u store.User, claims map[string]any) {
+// as bring-your-own-login (or an upstream roles mapping) does, puts its
+// cookie into the browser and returns the session.
+func (b *browser) signInWithClaims(u store.User, claims map[string]any) store.Session {
 	b.t.Helper()
 	w := httptest.NewRecorder()
-	if _, err := b.s.sessions.StartWithClaims(context.Background(), w, httptest.NewRequest(http.MethodGet, b.s.base+"/", nil), u, claims); err != nil {
+	sess, err := b.s.sessions.StartWithClaims(context.Background(), w, httptest.NewRequest(http.MethodGet, b.s.base+"/", nil), u, claims)
+	if err != nil {
 		b.t.Fatal(err)
 	}
 	base, _ := url.Parse(b.s.base)
 	b.c.Jar.SetCookies(base, w.Result().Cookies())
+	return sess
 }
 
 // jwtPayload decodes the claims of a JWT (no verification: the test only
@@ -221,5 +225,156 @@ func TestSharedClaims(t *testing.T) {
 	off := newStack(t, storeSQLite(t), stackOptions{})
 	if got := off.as.SharedClaims(session); got != nil {
 		t.Errorf("setting off: %v", got)
+	}
+}
+
+// TestAccessTokenClaimsLiveWithTheSignIn: a grant's claims travel in its
+// access tokens while the browser session the user approved from lives.
+// However that sign-in ends — sign-out, an admin's revocation, the idle
+// timeout, the row deleted after retention — the next refresh yields a
+// token without them (the grant lives on, with its scopes), the grant's
+// claims are dropped for good, and oauth.token_refreshed says so once.
+func TestAccessTokenClaimsLiveWithTheSignIn(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		end  func(t *testing.T, s *stack, sess store.Session)
+	}{
+		{"signed out", func(t *testing.T, s *stack, sess store.Session) {
+			must(t, s.sessions.Revoke(ctx, sess.UserID, sess.ID))
+		}},
+		{"revoked by an admin", func(t *testing.T, s *stack, sess store.Session) {
+			must(t, s.sessions.RevokeAll(ctx, sess.UserID, "admin"))
+		}},
+		{"idle", func(t *testing.T, s *stack, sess store.Session) {
+			s.clock.Advance(s.sessions.IdleTimeout() + time.Minute)
+		}},
+		{"deleted after retention", func(t *testing.T, s *stack, sess store.Session) {
+			must(t, s.sessions.Revoke(ctx, sess.UserID, sess.ID))
+			if _, err := s.db.DeleteSessionsBefore(ctx, time.Now().Add(time.Hour), 100); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.db.GetSession(ctx, sess.ID); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("the session was not deleted: %v", err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, db *sqlstore.DB) {
+				s := newStack(t, db, stackOptions{tokenClaims: []string{"organization_id", "roles"}})
+				clientID, secret := s.confidentialClient("Claims app")
+				b := s.browser()
+				sess := b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_acme", "roles": []string{"auditor"}})
+				code, verifier := s.codeFor(b, clientID)
+				r := s.post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
+					"redirect_uri": {"http://127.0.0.1:4711/callback"}}, clientID, secret)
+				if r.status != http.StatusOK || customClaims(jwtPayload(t, r.str("access_token")))["organization_id"] != "org_acme" {
+					t.Fatalf("exchange while signed in: %d %v", r.status, r.body)
+				}
+				grantID := s.rec.mustHave(t, audit.TypeOAuthTokenIssued, "").CredentialID
+				if g, err := db.GetOAuthGrant(ctx, grantID); err != nil || g.SessionID != sess.ID {
+					t.Fatalf("grant session = %q (%v), want the approving session %q", g.SessionID, err, sess.ID)
+				}
+
+				c.end(t, s, sess)
+				refresh := func() tokenResp {
+					t.Helper()
+					r := s.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.str("refresh_token")}}, clientID, secret)
+					if r.status != http.StatusOK {
+						t.Fatalf("refresh after the sign-in ended: %d %v (the grant must live on)", r.status, r.body)
+					}
+					return r
+				}
+				r = refresh()
+				if got := customClaims(jwtPayload(t, r.str("access_token"))); len(got) != 0 {
+					t.Errorf("the token after the sign-in ended carries %v", got)
+				}
+				ev := s.rec.mustHave(t, audit.TypeOAuthTokenRefreshed, "")
+				if ev.Details["claims_dropped"] != oauth.ClaimsDroppedSessionEnded || ev.Details["claims"] != nil || ev.CredentialID != grantID {
+					t.Errorf("token_refreshed details = %v, want claims_dropped %q and no claims", ev.Details, oauth.ClaimsDroppedSessionEnded)
+				}
+				if g, err := db.GetOAuthGrant(ctx, grantID); err != nil || g.Claims != "" || !g.RevokedAt.IsZero() {
+					t.Errorf("grant after the drop: claims %q revoked %v (%v); want no claims, still live", g.Claims, g.RevokedAt, err)
+				}
+
+				// Once: the next refresh has nothing left to drop.
+				r = refresh()
+				if got := customClaims(jwtPayload(t, r.str("access_token"))); len(got) != 0 {
+					t.Errorf("the second token after the sign-in ended carries %v", got)
+				}
+				if ev := s.rec.mustHave(t, audit.TypeOAuthTokenRefreshed, ""); ev.Details["claims_dropped"] != nil {
+					t.Errorf("the drop was audited again: %v", ev.Details)
+				}
+				dropped := 0
+				for _, ev := range s.rec.of(audit.TypeOAuthTokenRefreshed) {
+					if ev.Details["claims_dropped"] != nil {
+						dropped++
+					}
+				}
+				if dropped != 1 {
+					t.Errorf("%d token_refreshed events say claims_dropped, want 1", dropped)
+				}
+			})
+		})
+	}
+}
+
+// TestAccessTokenClaimsSignInEndsBeforeTheExchange: signed out between
+// approving and the code exchange, the first token already goes without
+// the claims (oauth.token_issued says they were dropped).
+func TestAccessTokenClaimsSignInEndsBeforeTheExchange(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{tokenClaims: []string{"organization_id"}})
+	clientID, secret := s.confidentialClient("Claims app")
+	b := s.browser()
+	sess := b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_acme"})
+	code, verifier := s.codeFor(b, clientID)
+	must(t, s.sessions.Revoke(context.Background(), s.alice.ID, sess.ID))
+	r := s.post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
+		"redirect_uri": {"http://127.0.0.1:4711/callback"}}, clientID, secret)
+	if r.status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", r.status, r.body)
+	}
+	if got := customClaims(jwtPayload(t, r.str("access_token"))); len(got) != 0 {
+		t.Errorf("the token carries %v after the sign-in ended", got)
+	}
+	if ev := s.rec.mustHave(t, audit.TypeOAuthTokenIssued, ""); ev.Details["claims_dropped"] != oauth.ClaimsDroppedSessionEnded {
+		t.Errorf("token_issued details = %v", ev.Details)
+	}
+}
+
+// TestAccessTokenClaimsNotInheritedByANewSignIn: signing in again (with
+// other claims) does not revive a grant whose sign-in ended — the grant
+// belongs to the sign-in the user approved from; authorizing the client
+// again from the new sign-in gives a new grant with the new claims, and
+// the old one stays without.
+func TestAccessTokenClaimsNotInheritedByANewSignIn(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{tokenClaims: []string{"organization_id"}})
+	clientID, secret := s.confidentialClient("Claims app")
+	b := s.browser()
+	sess := b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_acme"})
+	exchange := func() tokenResp {
+		t.Helper()
+		code, verifier := s.codeFor(b, clientID)
+		r := s.post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
+			"redirect_uri": {"http://127.0.0.1:4711/callback"}}, clientID, secret)
+		if r.status != http.StatusOK {
+			t.Fatalf("exchange: %d %v", r.status, r.body)
+		}
+		return r
+	}
+	old := exchange()
+	must(t, s.sessions.Revoke(context.Background(), s.alice.ID, sess.ID))
+	b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_beta"})
+
+	r := s.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {old.str("refresh_token")}}, clientID, secret)
+	if r.status != http.StatusOK {
+		t.Fatalf("refresh: %d %v", r.status, r.body)
+	}
+	if got := customClaims(jwtPayload(t, r.str("access_token"))); len(got) != 0 {
+		t.Errorf("the old grant's token after a new sign-in carries %v, want none", got)
+	}
+	fresh := exchange()
+	if got := customClaims(jwtPayload(t, fresh.str("access_token"))); got["organization_id"] != "org_beta" {
+		t.Errorf("the new authorization's token carries %v, want org_beta", got)
 	}
 }

@@ -19,12 +19,12 @@ import (
 // Approve records that u allows the pending request id: the requested
 // scopes join u's consent for the client and resource, a grant with a
 // fresh authorization code is stored, and the request is used up (a
-// second Approve or Deny gets ErrRequestNotFound). sessionClaims are the
-// custom claims of the browser session u approves from (store.Session
-// Claims, "" for none): the grant keeps those AccessTokenClaims names for
-// its access tokens (claims.go). It returns the URL to send the browser
-// to: the client's redirect URI with code, state and iss.
-func (s *Server) Approve(ctx context.Context, id string, u store.User, sessionClaims string) (string, error) {
+// second Approve or Deny gets ErrRequestNotFound). sess is the browser
+// session u approves from: the grant keeps the custom claims of that
+// sign-in the AccessTokenClaims names, for its access tokens while the
+// session lives (claims.go). It returns the URL to send the browser to:
+// the client's redirect URI with code, state and iss.
+func (s *Server) Approve(ctx context.Context, id string, u store.User, sess store.Session) (string, error) {
 	q, cl, err := s.pending(ctx, id)
 	if err != nil {
 		s.auditPendingRefusal(ctx, id, u, err)
@@ -43,7 +43,7 @@ func (s *Server) Approve(ctx context.Context, id string, u store.User, sessionCl
 			added = append(added, sc)
 		}
 	}
-	return s.issueCode(ctx, q.ID, q, u, sessionClaims, cl, added)
+	return s.issueCode(ctx, q.ID, q, u, sess, cl, added)
 }
 
 // Deny records that u refused the pending request id and returns the URL
@@ -73,18 +73,21 @@ func (s *Server) Deny(ctx context.Context, id string, u store.User) (string, err
 
 // issueCode stores a grant holding a fresh authorization code for q and
 // u (taking the pending request requestID, if any, in the same
-// transaction), with the custom claims of u's session the setting names
-// (sessionClaims: the session's JSON claims), and returns the redirect URL
+// transaction), tied to u's browser session sess with the custom claims
+// of that sign-in the setting names, and returns the redirect URL
 // carrying the code. added are the scopes this approval adds to the
 // consent; nil means no one decided now (consent given before covered the
 // request), otherwise the decision is audited as oauth.consent_granted.
-func (s *Server) issueCode(ctx context.Context, requestID string, q store.OAuthRequest, u store.User, sessionClaims string, cl store.OAuthClient, added []string) (string, error) {
+func (s *Server) issueCode(ctx context.Context, requestID string, q store.OAuthRequest, u store.User, sess store.Session, cl store.OAuthClient, added []string) (string, error) {
 	now := s.now()
 	code, hash := newSecret("")
-	claims, claimNames := s.grantClaims(sessionClaims)
+	claims, claimNames := s.grantClaims(sess.Claims)
+	if sess.ID == "" {
+		claims, claimNames = "", nil // no sign-in to tie them to
+	}
 	g := store.OAuthGrant{
 		ID: store.NewID("grt"), UserID: u.ID, ClientID: cl.ClientID, Resource: q.Resource,
-		Scopes: q.Scopes, Nonce: q.Nonce, AuthTime: now, Claims: claims,
+		Scopes: q.Scopes, Nonce: q.Nonce, AuthTime: now, Claims: claims, SessionID: sess.ID,
 		CodeHash: hash, CodeChallenge: q.CodeChallenge, RedirectURI: q.RedirectURI, RedirectURIProvided: q.RedirectURIProvided,
 		CodeExpiresAt: now.Add(s.opts.CodeTTL),
 		CreatedAt:     now, ExpiresAt: now.Add(s.opts.RefreshAbsolute),

@@ -124,7 +124,7 @@ func (s *Server) exchangeCode(ctx context.Context, cl store.OAuthClient, form ur
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthTokenIssued, Outcome: store.OutcomeAllow, UserID: g.UserID, CredentialID: g.ID, Resource: g.Resource,
 		Details: withClaims(map[string]any{"client_id": cl.ClientID, "grant_type": GrantAuthorizationCode, "scopes": g.Scopes,
-			"refresh_token": refresh != "", "id_token": out.resp.IDToken != "", "expires_at": out.expires.Format(time.RFC3339)}, out.claims),
+			"refresh_token": refresh != "", "id_token": out.resp.IDToken != "", "expires_at": out.expires.Format(time.RFC3339)}, out),
 	})
 	return out.resp, nil, nil
 }

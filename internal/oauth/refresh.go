@@ -152,7 +152,7 @@ func (s *Server) refresh(ctx context.Context, cl store.OAuthClient, form url.Val
 	s.opts.Audit.Record(ctx, audit.Event{
 		Type: audit.TypeOAuthTokenRefreshed, Outcome: store.OutcomeAllow, UserID: g.UserID, CredentialID: g.ID, Resource: g.Resource,
 		Details: withClaims(map[string]any{"client_id": cl.ClientID, "scopes": scopes, "grace_retry": res.Outcome == store.RefreshGraceRetry,
-			"expires_at": out.expires.Format(time.RFC3339)}, out.claims),
+			"expires_at": out.expires.Format(time.RFC3339)}, out),
 	})
 	return out.resp, nil, nil
 }

@@ -158,15 +158,23 @@ type issued struct {
 	resp    *tokenResponse
 	expires time.Time
 	claims  []string // names of the custom claims in the access token
+	// claimsDropped: this token is the first without the grant's custom
+	// claims because their sign-in ended (ClaimsDroppedSessionEnded);
+	// "" otherwise.
+	claimsDropped string
 }
 
-// mintTokens issues the access token (with the grant's custom claims,
-// claims.go) and, for user grants with openid, the ID token of grant g
-// with scopes, and the refresh token refresh. A token that would be too
-// large is a *tokenError (token_too_large), and g is revoked: its claims
-// cannot change, so it could never yield a token.
+// mintTokens issues the access token (with the grant's custom claims
+// while their sign-in lives, claims.go) and, for user grants with openid,
+// the ID token of grant g with scopes, and the refresh token refresh. A
+// token that would be too large is a *tokenError (token_too_large), and g
+// is revoked: its claims cannot change, so it could never yield a token.
 func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []string, refresh string, user *store.User, nonce string) (issued, *tokenError, error) {
-	extra, names := s.tokenClaims(g)
+	tc, err := s.tokenClaims(ctx, g)
+	if err != nil {
+		return issued{}, nil, err
+	}
+	extra, names := tc.extra, tc.names
 	at, exp, err := s.opts.Tokens.MintAccessToken(ctx, tokens.AccessClaims{
 		Subject: g.UserID, ClientID: g.ClientID, Audience: g.Resource, Scopes: scopes, GrantID: g.ID, Extra: extra,
 	})
@@ -200,14 +208,24 @@ func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []st
 			return issued{}, nil, err
 		}
 	}
-	return issued{resp: resp, expires: exp, claims: names}, nil, nil
+	out := issued{resp: resp, expires: exp, claims: names}
+	if tc.ended {
+		// After minting: the first token without the claims is the one
+		// whose audit event says they were dropped.
+		out.claimsDropped = s.dropEndedClaims(ctx, g)
+	}
+	return out, nil, nil
 }
 
-// withClaims adds the names of the custom claims a token carries to audit
-// details (names only: values are the sign-in's, and details stay small).
-func withClaims(details map[string]any, names []string) map[string]any {
-	if len(names) > 0 {
-		details["claims"] = names
+// withClaims adds to audit details the names of the custom claims a token
+// carries (names only: values are the sign-in's, and details stay small),
+// or that it is the first without them (claims_dropped).
+func withClaims(details map[string]any, out issued) map[string]any {
+	if len(out.claims) > 0 {
+		details["claims"] = out.claims
+	}
+	if out.claimsDropped != "" {
+		details["claims_dropped"] = out.claimsDropped
 	}
 	return details
 }

@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -84,7 +85,7 @@ func signInWithCustomLogin(t *testing.T, e *env, ua *userAgent, body map[string]
 }
 
 // tokenPayload decodes an access token's claims (what the client holds).
-func tokenPayload(t *testing.T, tok string) map[string]any {
+func tokenPayload(t testing.TB, tok string) map[string]any {
 	t.Helper()
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
@@ -125,10 +126,27 @@ func authStatus(t *testing.T, e *env, token string) map[string]any {
 func connectAfterCustomLogin(t *testing.T, e *env, org string) (*userAgent, *oauthClient) {
 	t.Helper()
 	ua := newUserAgent(t, e, "")
-	signInWithCustomLogin(t, e, ua, map[string]any{
+	signInWithCustomLogin(t, e, ua, danaAt(org))
+	oc := connectClaimsClient(t, e, ua)
+	if logins, consents := ua.counts(); logins != 0 || consents != 1 {
+		t.Fatalf("password logins %d, consent pages %d; want 0 (custom login) and 1", logins, consents)
+	}
+	return ua, oc
+}
+
+// danaAt is the user the operator's application posts: Dana, of
+// organisation org, an auditor (and a claimed "admin").
+func danaAt(org string) map[string]any {
+	return map[string]any{
 		"sub": "app-user-7", "email": "dana@acme.example", "email_verified": true, "name": "Dana",
 		"organization_id": org, "roles": []string{"auditor", "admin"},
-	})
+	}
+}
+
+// connectClaimsClient connects a newly registered go-sdk OAuth client as
+// the user signed in at ua.
+func connectClaimsClient(t *testing.T, e *env, ua *userAgent) *oauthClient {
+	t.Helper()
 	redirect := redirectURI(t)
 	oc, err := connectOAuth(t, e, ua, auth.AuthorizationCodeHandlerConfig{
 		DynamicClientRegistrationConfig: &auth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
@@ -140,10 +158,7 @@ func connectAfterCustomLogin(t *testing.T, e *env, org string) (*userAgent, *oau
 	if err != nil {
 		t.Fatalf("connect with OAuth: %v", err)
 	}
-	if logins, consents := ua.counts(); logins != 0 || consents != 1 {
-		t.Fatalf("password logins %d, consent pages %d; want 0 (custom login) and 1", logins, consents)
-	}
-	return ua, oc
+	return oc
 }
 
 func TestCustomClaimsInAccessTokens(t *testing.T) {
@@ -263,4 +278,123 @@ func TestClaimRolesOnTheSessionKey(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("another user's audit events with the session: %d %s, want 403", resp.StatusCode, body)
 	}
+}
+
+// TestCustomClaimsEndWithTheSignIn: the claims of a sign-in reach an OAuth
+// client's tokens only while that sign-in lasts. Dana signs in through
+// custom login as an auditor of org_acme_42 and connects an MCP client;
+// then her browser session ends — she signs out, she signs it out from
+// another browser, or it expires. The client's next refresh still works
+// (the authorization lives on), but the new token carries no claims:
+// getAccountBalance shows no organisation, the auditor-only tool refuses
+// her, and the audit log says once that the claims were dropped. Signing
+// in again and reconnecting the client brings them back.
+func TestCustomClaimsEndWithTheSignIn(t *testing.T) {
+	const org = "org_acme_42"
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		end  func(t *testing.T, e *env, ua *userAgent)
+	}{
+		{"signed out", func(t *testing.T, e *env, ua *userAgent) {
+			resp, _, err := ua.do(ctx, "POST", e.base+"/logout", url.Values{})
+			if err != nil || resp.Request.URL.Path != "/login" {
+				t.Fatalf("sign out: %v %v", resp.Request.URL, err)
+			}
+		}},
+		{"signed out from another browser", func(t *testing.T, e *env, ua *userAgent) {
+			other := newUserAgent(t, e, "")
+			signInWithCustomLogin(t, e, other, danaAt(org))
+			resp, body, err := other.do(ctx, "GET", e.base+"/api/sessions", nil)
+			var list struct {
+				Sessions []struct {
+					ID      string `json:"id"`
+					Current bool   `json:"current"`
+				} `json:"sessions"`
+			}
+			if err != nil || resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &list) != nil || len(list.Sessions) != 2 {
+				t.Fatalf("GET /api/sessions: %d %s (%v)", resp.StatusCode, body, err)
+			}
+			for _, s := range list.Sessions {
+				if s.Current {
+					continue
+				}
+				req, _ := http.NewRequest("DELETE", e.base+"/api/sessions/"+s.ID, nil)
+				resp, err := other.c.Do(req)
+				if err != nil || resp.StatusCode != http.StatusNoContent {
+					t.Fatalf("DELETE /api/sessions/%s: %v %v", s.ID, resp.Status, err)
+				}
+				resp.Body.Close()
+			}
+		}},
+		{"expired", func(t *testing.T, e *env, ua *userAgent) {
+			// What the session cleaner does once the lifetime has passed.
+			core := e.srv.Core()
+			ended, err := core.DB.ExpireSessions(ctx, time.Now().Add(core.Sessions.Lifetime()+time.Minute), core.Sessions.IdleTimeout(), 100)
+			if err != nil || len(ended) != 1 {
+				t.Fatalf("expiring the session: %d ended, %v", len(ended), err)
+			}
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := customLoginEnv(t, "organization_id", "roles")
+			ua, oc := connectAfterCustomLogin(t, e, org)
+			if claims := tokenPayload(t, oc.sources.current(t).token().AccessToken); claims["organization_id"] != org {
+				t.Fatalf("signed in: token claims %v", claims)
+			}
+			if res, err := oc.call("getAnyAccountBalance", map[string]any{"email": "alice@example.com"}); err != nil || res.IsError {
+				t.Fatalf("signed in: the auditor tool refused: %v %+v", err, res)
+			}
+
+			c.end(t, e, ua)
+			oc.sources.current(t).forceRefresh()
+			res, err := oc.call("getAccountBalance", map[string]any{})
+			if err != nil || res.IsError {
+				t.Fatalf("after the sign-in ended: getAccountBalance: %v %+v (the authorization must live on)", err, res)
+			}
+			if oc.sources.current(t).refreshed != 1 {
+				t.Fatal("the client did not refresh")
+			}
+			if out := res.StructuredContent.(map[string]any); out["organization"] != nil || out["email"] != "dana@acme.example" {
+				t.Errorf("after the sign-in ended: getAccountBalance = %v, want Dana's without an organization", out)
+			}
+			claims := tokenPayload(t, oc.sources.current(t).token().AccessToken)
+			for _, name := range []string{"organization_id", "roles"} {
+				if _, ok := claims[name]; ok {
+					t.Errorf("after the sign-in ended: the refreshed token carries %s: %v", name, claims)
+				}
+			}
+			if _, err := oc.call("getAnyAccountBalance", map[string]any{"email": "alice@example.com"}); err == nil || !strings.Contains(err.Error(), "missing_roles") {
+				t.Errorf("after the sign-in ended: getAnyAccountBalance err = %v, want missing_roles", err)
+			}
+			if ev := e.lastAudit(audit.TypeOAuthTokenRefreshed); ev.Details["claims_dropped"] != "session_ended" || ev.Details["claims"] != nil {
+				t.Errorf("oauth.token_refreshed details = %v, want claims_dropped session_ended and no claims", ev.Details)
+			}
+
+			// A fresh sign-in and a new authorization bring them back.
+			signInWithCustomLogin(t, e, ua, danaAt(org))
+			again := connectClaimsClient(t, e, ua)
+			if claims := tokenPayload(t, again.sources.current(t).token().AccessToken); claims["organization_id"] != org || !hasRole(claims, "auditor") {
+				t.Errorf("after signing in again: token claims %v", claims)
+			}
+			res, err = again.call("getAccountBalance", map[string]any{})
+			if err != nil || res.IsError || res.StructuredContent.(map[string]any)["organization"] != org {
+				t.Errorf("after signing in again: getAccountBalance = %+v %v", res, err)
+			}
+			if res, err := again.call("getAnyAccountBalance", map[string]any{"email": "alice@example.com"}); err != nil || res.IsError {
+				t.Errorf("after signing in again: the auditor tool refused: %v %+v", err, res)
+			}
+		})
+	}
+}
+
+// hasRole reports whether a token's roles claim lists role.
+func hasRole(claims map[string]any, role string) bool {
+	list, _ := claims["roles"].([]any)
+	for _, r := range list {
+		if r == role {
+			return true
+		}
+	}
+	return false
 }

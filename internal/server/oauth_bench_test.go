@@ -93,11 +93,25 @@ func postgresSchemaURL(b testing.TB) string {
 }
 
 func newBenchAS(b *testing.B, backend string) *benchAS {
+	return newBenchASWith(b, backend, nil)
+}
+
+// newBenchASWith is newBenchAS where alice's sign-in carries claims
+// (custom login's, say) and the server copies them into access tokens
+// (--access-token-claims), when claims is not nil.
+func newBenchASWith(b *testing.B, backend string, claims map[string]any) *benchAS {
 	b.Helper()
 	var mutate []func(*config.Config)
 	if backend == "postgres" {
 		dbURL := postgresSchemaURL(b)
 		mutate = append(mutate, func(c *config.Config) { c.DatabaseURL = dbURL })
+	}
+	if claims != nil {
+		mutate = append(mutate, func(c *config.Config) {
+			for name := range claims {
+				c.AccessTokenClaims = append(c.AccessTokenClaims, name)
+			}
+		})
 	}
 	e := newEnv(b, mutate...)
 	a := &benchAS{b: b, e: e, h: e.srv.Handler(), redirect: "http://127.0.0.1:9/callback"}
@@ -118,6 +132,18 @@ func newBenchAS(b *testing.B, backend string) *benchAS {
 
 	// Alice signs in and allows the client once.
 	w := a.serve("POST", "/login", url.Values{"email": {"alice@example.com"}, "password": {e.pws["alice@example.com"]}, "return_to": {"/account"}}, "")
+	if claims != nil {
+		// As custom login does: a session carrying the claims.
+		core := e.srv.Core()
+		alice, err := core.Users.Get(context.Background(), "alice@example.com")
+		if err != nil {
+			b.Fatal(err)
+		}
+		w = httptest.NewRecorder()
+		if _, err := core.Sessions.StartWithClaims(context.Background(), w, httptest.NewRequest("GET", e.base+"/", nil), alice, claims); err != nil {
+			b.Fatal(err)
+		}
+	}
 	for _, c := range w.Result().Cookies() {
 		if c.Name == "mcpgate_session" {
 			a.cookie = c.Name + "=" + c.Value
@@ -200,14 +226,21 @@ func (a *benchAS) exchange(code string) *httptest.ResponseRecorder {
 }
 
 func (a *benchAS) refresh(token string) string {
+	next, _ := a.refreshBoth(token)
+	return next
+}
+
+// refreshBoth refreshes and returns the new refresh and access tokens.
+func (a *benchAS) refreshBoth(token string) (string, string) {
 	w := a.serve("POST", "/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {token}, "client_id": {a.clientID}}, "")
 	var resp struct {
 		RefreshToken string `json:"refresh_token"`
+		AccessToken  string `json:"access_token"`
 	}
 	if w.Code != http.StatusOK || json.Unmarshal(w.Body.Bytes(), &resp) != nil || resp.RefreshToken == "" {
 		a.b.Fatalf("refresh: %d %s", w.Code, w.Body)
 	}
-	return resp.RefreshToken
+	return resp.RefreshToken, resp.AccessToken
 }
 
 // firstRefreshToken exchanges one code and returns its refresh token.
@@ -271,6 +304,23 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 			b.Run("refresh", func(b *testing.B) {
 				a := newBenchAS(b, backend)
 				tok := a.firstRefreshToken()
+				b.ReportAllocs()
+				b.ResetTimer()
+				for range b.N {
+					tok = a.refresh(tok)
+				}
+				rate(b, "refreshes/s")
+			})
+			// The same, for a grant whose sign-in carried custom claims
+			// the server copies into access tokens: each refresh also
+			// checks that the sign-in still lives (one read of the
+			// session by id).
+			b.Run("refresh-claims", func(b *testing.B) {
+				a := newBenchASWith(b, backend, map[string]any{"organization_id": "org_bench", "roles": []string{"auditor"}})
+				tok, access := a.refreshBoth(a.firstRefreshToken())
+				if payload := tokenPayload(b, access); payload["organization_id"] != "org_bench" {
+					b.Fatalf("the refreshed access token carries no claims: %v", payload)
+				}
 				b.ReportAllocs()
 				b.ResetTimer()
 				for range b.N {

@@ -62,8 +62,16 @@ type OAuthGrant struct {
 	AuthTime  time.Time // when the user authenticated (OIDC auth_time)
 	// Claims is a JSON object of the custom claims the grant's access
 	// tokens carry (taken from the user's browser session when the user
-	// approved); "" when none. At most MaxOAuthGrantClaimsBytes.
+	// approved); "" when none. At most MaxOAuthGrantClaimsBytes. A grant
+	// with claims names the session they came from (SessionID).
 	Claims string
+	// SessionID is the browser session ("ses_…") the user approved from:
+	// the sign-in that vouched for Claims, which the grant's tokens carry
+	// only while that session lives. "" when no browser session approved
+	// (client credentials, direct login) and for grants stored before the
+	// column existed. Not a reference the store enforces: sessions are
+	// deleted after their retention, grants may outlive them.
+	SessionID string
 
 	// The authorization code (RFC 6749 §4.1.2): only its SHA-256 is kept.
 	CodeHash            []byte // nil for client credentials
@@ -234,6 +242,11 @@ type OAuthStore interface {
 	// TouchOAuthGrant moves the last use of a grant and its consent
 	// forward to at (never backwards). Unknown ids are ignored.
 	TouchOAuthGrant(ctx context.Context, id string, at time.Time) error
+	// DropOAuthGrantClaims removes the custom claims of a grant for good
+	// (Claims becomes ""), when the sign-in they came from has ended. It
+	// reports whether this call removed them: of concurrent callers one
+	// gets true; false when the grant had none left or does not exist.
+	DropOAuthGrantClaims(ctx context.Context, id string) (bool, error)
 
 	// DeleteExpiredOAuth deletes, at most limit rows per kind: pending
 	// requests that expired before now; grants whose code expired before

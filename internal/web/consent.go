@@ -38,10 +38,10 @@ import (
 // authorization server (*oauth.Server).
 type OAuth interface {
 	PendingFor(ctx context.Context, id string, u store.User) (oauth.PendingView, error)
-	// Approve: sessionClaims are the custom claims of the session the
-	// user approves from (store.Session.Claims); the grant keeps those the
-	// operator copies into access tokens.
-	Approve(ctx context.Context, id string, u store.User, sessionClaims string) (string, error)
+	// Approve: sess is the session the user approves from; the grant
+	// keeps the claims of that sign-in the operator copies into access
+	// tokens, for as long as the session lives.
+	Approve(ctx context.Context, id string, u store.User, sess store.Session) (string, error)
 	Deny(ctx context.Context, id string, u store.User) (string, error)
 	// SharedClaims: the custom claims of the session (store.Session.Claims)
 	// an approval copies into the application's access tokens.
@@ -120,7 +120,7 @@ func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *call
 		v.NeedsConsent = confirm
 	}
 	if !v.NeedsConsent {
-		loc, err := p.o.Approve(r.Context(), id, c.user, c.cur.Session.Claims)
+		loc, err := p.o.Approve(r.Context(), id, c.user, c.cur.Session)
 		if err != nil {
 			p.pendingError(w, r, c, err)
 			return
@@ -159,7 +159,7 @@ func (p *oauthPages) consentDecide(w http.ResponseWriter, r *http.Request, c *ca
 	)
 	switch r.PostForm.Get("decision") {
 	case "allow":
-		loc, err = p.o.Approve(r.Context(), id, c.user, c.cur.Session.Claims)
+		loc, err = p.o.Approve(r.Context(), id, c.user, c.cur.Session)
 	case "deny":
 		loc, err = p.o.Deny(r.Context(), id, c.user)
 	default:

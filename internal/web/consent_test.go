@@ -64,7 +64,7 @@ func (f *fakeOAuth) decide(kind, id string, u store.User) (string, error) {
 	return v.RedirectURI + "?code=the-code&state=s&iss=x", nil
 }
 
-func (f *fakeOAuth) Approve(_ context.Context, id string, u store.User, _ string) (string, error) {
+func (f *fakeOAuth) Approve(_ context.Context, id string, u store.User, _ store.Session) (string, error) {
 	return f.decide("allow", id, u)
 }
 

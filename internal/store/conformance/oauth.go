@@ -23,6 +23,7 @@ var oauthTests = []struct {
 	{"OAuthApprove", testOAuthApprove},
 	{"OAuthApproveConcurrent", testOAuthApproveConcurrent},
 	{"OAuthGrantClaims", testOAuthGrantClaims},
+	{"OAuthDropGrantClaims", testOAuthDropGrantClaims},
 	{"OAuthRedeemCode", testOAuthRedeemCode},
 	{"OAuthRedeemCodeConcurrent", testOAuthRedeemCodeConcurrent},
 	{"OAuthRevokeGrant", testOAuthRevokeGrant},
@@ -1066,56 +1067,77 @@ func testOAuthHostileInput(t *testing.T, s store.Store) {
 }
 
 // testOAuthGrantClaims: a grant keeps the custom claims its access tokens
-// carry, and every way back to the grant (redemption, refresh lookup,
-// rotation, revocation) returns them unchanged; another approval keeps its
-// own claims; anything but a bounded JSON object is refused and nothing
-// is stored.
+// carry and the session they came from, and every way back to the grant
+// (redemption, refresh lookup, rotation, revocation) returns them
+// unchanged; another approval keeps its own; claims without their session,
+// or anything but a bounded JSON object, are refused and nothing is
+// stored.
 func testOAuthGrantClaims(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	f := newOAuthFixture(t, s, "claims@example.com")
 	claims := `{"organization_id":"org_1","roles":["auditor","admin"],"seats":12,"beta":true}`
 	g := newGrant(f, []string{"payments:read"}, at(0))
-	g.Claims = claims
-	if _, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g); err != nil || stored.Claims != claims {
-		t.Fatalf("ApproveOAuthRequest: claims %q, %v", stored.Claims, err)
+	g.Claims, g.SessionID = claims, "ses_first"
+	same := func(what string, got store.OAuthGrant, claims, sessionID string) {
+		t.Helper()
+		if got.Claims != claims || got.SessionID != sessionID {
+			t.Errorf("%s: claims %q session %q, want %q %q", what, got.Claims, got.SessionID, claims, sessionID)
+		}
 	}
-	if got := getGrant(t, s, g.ID); got.Claims != claims {
-		t.Errorf("GetOAuthGrant claims = %q, want %q", got.Claims, claims)
+	_, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g)
+	if err != nil {
+		t.Fatalf("ApproveOAuthRequest: %v", err)
 	}
+	same("ApproveOAuthRequest", stored, claims, "ses_first")
+	same("GetOAuthGrant", getGrant(t, s, g.ID), claims, "ses_first")
 	redeemed, err := s.RedeemOAuthCode(ctx, g.CodeHash, at(time.Second))
-	if err != nil || redeemed.Claims != claims {
-		t.Fatalf("RedeemOAuthCode: claims %q, %v", redeemed.Claims, err)
+	if err != nil {
+		t.Fatalf("RedeemOAuthCode: %v", err)
 	}
+	same("RedeemOAuthCode", redeemed, claims, "ses_first")
 	first := newRefresh(at(time.Second), 7*24*time.Hour)
 	first.GrantID = g.ID
 	if _, err := s.CreateOAuthRefreshToken(ctx, first); err != nil {
 		t.Fatal(err)
 	}
-	if _, gr, err := s.GetOAuthRefreshToken(ctx, first.Hash); err != nil || gr.Claims != claims {
-		t.Errorf("GetOAuthRefreshToken grant claims = %q, %v", gr.Claims, err)
+	if _, gr, err := s.GetOAuthRefreshToken(ctx, first.Hash); err != nil {
+		t.Errorf("GetOAuthRefreshToken: %v", err)
+	} else {
+		same("GetOAuthRefreshToken", gr, claims, "ses_first")
 	}
 	res, err := s.RotateRefreshToken(ctx, first.Hash, newRefresh(at(time.Minute), 7*24*time.Hour), at(time.Minute), 30*time.Second)
-	if err != nil || res.Outcome != store.RefreshRotated || res.Grant.Claims != claims {
-		t.Errorf("RotateRefreshToken: %s, grant claims %q, %v", res.Outcome, res.Grant.Claims, err)
+	if err != nil || res.Outcome != store.RefreshRotated {
+		t.Errorf("RotateRefreshToken: %s, %v", res.Outcome, err)
 	}
+	same("RotateRefreshToken", res.Grant, claims, "ses_first")
 
 	// A later approval (a new sign-in with other claims) has its own;
 	// the first grant keeps what it was approved with.
 	g2 := newGrant(f, []string{"payments:read"}, at(2*time.Minute))
-	g2.Claims = `{"organization_id":"org_2"}`
-	if _, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g2); err != nil || stored.Claims != g2.Claims {
-		t.Fatalf("second approval: claims %q, %v", stored.Claims, err)
+	g2.Claims, g2.SessionID = `{"organization_id":"org_2"}`, "ses_second"
+	if _, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g2); err != nil {
+		t.Fatalf("second approval: %v", err)
+	} else {
+		same("second approval", stored, g2.Claims, "ses_second")
 	}
-	if got := getGrant(t, s, g.ID); got.Claims != claims {
-		t.Errorf("first grant's claims changed to %q", got.Claims)
-	}
+	same("first grant after the second approval", getGrant(t, s, g.ID), claims, "ses_first")
 	revoked, _, err := s.RevokeOAuthGrant(ctx, g2.ID, at(3*time.Minute), "test")
-	if err != nil || revoked.Claims != g2.Claims {
-		t.Errorf("RevokeOAuthGrant: claims %q, %v", revoked.Claims, err)
+	if err != nil {
+		t.Errorf("RevokeOAuthGrant: %v", err)
 	}
-	// No claims: "".
-	if got := mustApprove(t, s, f, []string{"payments:read"}, at(4*time.Minute)); got.Claims != "" || getGrant(t, s, got.ID).Claims != "" {
-		t.Errorf("grant without claims has %q", got.Claims)
+	same("RevokeOAuthGrant", revoked, g2.Claims, "ses_second")
+	// No claims: "", with or without a session.
+	if got := mustApprove(t, s, f, []string{"payments:read"}, at(4*time.Minute)); got.Claims != "" || got.SessionID != "" {
+		t.Errorf("grant without claims: claims %q session %q", got.Claims, got.SessionID)
+	} else {
+		same("GetOAuthGrant without claims", getGrant(t, s, got.ID), "", "")
+	}
+	plain := newGrant(f, []string{"payments:read"}, at(4*time.Minute))
+	plain.SessionID = "ses_plain"
+	if _, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, plain); err != nil {
+		t.Errorf("approval from a session without claims: %v", err)
+	} else {
+		same("approval from a session without claims", stored, "", "ses_plain")
 	}
 
 	for name, bad := range map[string]string{
@@ -1124,9 +1146,14 @@ func testOAuthGrantClaims(t *testing.T, s store.Store) {
 		"a string":  `"org_1"`,
 		"null":      `null`,
 		"too large": `{"blob":"` + strings.Repeat("x", store.MaxOAuthGrantClaimsBytes) + `"}`,
+		// Valid claims, but no sign-in they could live as long as.
+		"no session": `{"organization_id":"org_1"}`,
 	} {
 		g := newGrant(f, []string{"payments:read"}, at(5*time.Minute))
 		g.Claims = bad
+		if name != "no session" {
+			g.SessionID = "ses_bad"
+		}
 		if _, _, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g); err == nil {
 			t.Errorf("%s: ApproveOAuthRequest accepted claims", name)
 		}
@@ -1134,9 +1161,76 @@ func testOAuthGrantClaims(t *testing.T, s store.Store) {
 			t.Errorf("%s: the refused grant was stored (%v)", name, err)
 		}
 		cc := store.OAuthGrant{ID: store.NewID("grt"), ClientID: f.client.ClientID, Resource: testResource, Claims: bad,
-			CreatedAt: at(0), ExpiresAt: at(time.Hour)}
+			SessionID: g.SessionID, CreatedAt: at(0), ExpiresAt: at(time.Hour)}
 		if err := s.CreateOAuthGrant(ctx, cc); err == nil {
 			t.Errorf("%s: CreateOAuthGrant accepted claims", name)
+		}
+	}
+}
+
+// testOAuthDropGrantClaims: dropping a grant's claims (its sign-in ended)
+// empties them for good — every later read sees none, the session id
+// stays for the record — and reports true exactly once, also under
+// concurrent callers; other grants keep theirs; a grant without claims
+// or an unknown id reports false.
+func testOAuthDropGrantClaims(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	f := newOAuthFixture(t, s, "drop-claims@example.com")
+	approve := func(claims, sessionID string) store.OAuthGrant {
+		t.Helper()
+		g := newGrant(f, []string{"payments:read"}, at(0))
+		g.Claims, g.SessionID = claims, sessionID
+		_, stored, err := s.ApproveOAuthRequest(ctx, "", []string{"payments:read"}, g)
+		if err != nil {
+			t.Fatalf("ApproveOAuthRequest: %v", err)
+		}
+		return stored
+	}
+	g := approve(`{"roles":["auditor"]}`, "ses_gone")
+	other := approve(`{"roles":["auditor"]}`, "ses_live")
+
+	const callers = 8
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		dropped int
+	)
+	for range callers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ok, err := s.DropOAuthGrantClaims(ctx, g.ID)
+			if err != nil {
+				t.Errorf("DropOAuthGrantClaims: %v", err)
+			}
+			if ok {
+				mu.Lock()
+				dropped++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if dropped != 1 {
+		t.Errorf("%d of %d concurrent calls report dropping the claims, want exactly 1", dropped, callers)
+	}
+	if got := getGrant(t, s, g.ID); got.Claims != "" || got.SessionID != "ses_gone" || !got.RevokedAt.IsZero() {
+		t.Errorf("grant after the drop: claims %q session %q revoked %v; want no claims, the session kept, still live", got.Claims, got.SessionID, got.RevokedAt)
+	}
+	redeemed, err := s.RedeemOAuthCode(ctx, g.CodeHash, at(time.Second))
+	if err != nil || redeemed.Claims != "" {
+		t.Errorf("RedeemOAuthCode after the drop: claims %q, %v", redeemed.Claims, err)
+	}
+	if ok, err := s.DropOAuthGrantClaims(ctx, g.ID); ok || err != nil {
+		t.Errorf("second drop = %v, %v; want false", ok, err)
+	}
+	if got := getGrant(t, s, other.ID); got.Claims != `{"roles":["auditor"]}` {
+		t.Errorf("another grant's claims became %q", got.Claims)
+	}
+	none := mustApprove(t, s, f, []string{"payments:read"}, at(0))
+	for name, id := range map[string]string{"no claims": none.ID, "unknown": "grt_unknown", "empty": "", "NUL": "grt_\x00"} {
+		if ok, err := s.DropOAuthGrantClaims(ctx, id); ok || err != nil {
+			t.Errorf("DropOAuthGrantClaims(%s) = %v, %v; want false, nil", name, ok, err)
 		}
 	}
 }

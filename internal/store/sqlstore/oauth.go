@@ -161,7 +161,7 @@ func (d *DB) ListOAuthConsents(ctx context.Context, userID string) ([]store.OAut
 
 const oauthGrantColumns = `id, consent_id, user_id, client_id, resource, scopes, nonce, auth_time, code_hash,
 	code_challenge, redirect_uri, redirect_uri_provided, code_expires_at, code_redeemed_at, created_at, expires_at,
-	last_used_at, revoked_at, revoke_reason, claims`
+	last_used_at, revoked_at, revoke_reason, claims, session_id`
 
 func scanOAuthGrant(r rowScanner) (store.OAuthGrant, error) {
 	var (
@@ -172,7 +172,7 @@ func scanOAuthGrant(r rowScanner) (store.OAuthGrant, error) {
 	)
 	if err := r.Scan(&g.ID, &consent, &user, &g.ClientID, &g.Resource, &scopes, &g.Nonce, &t[0], &g.CodeHash,
 		&g.CodeChallenge, &g.RedirectURI, &g.RedirectURIProvided, &t[1], &t[2], &t[3], &t[4],
-		&t[5], &t[6], &g.RevokeReason, &g.Claims); err != nil {
+		&t[5], &t[6], &g.RevokeReason, &g.Claims, &g.SessionID); err != nil {
 		return store.OAuthGrant{}, err
 	}
 	g.ConsentID, g.UserID = consent.String, user.String
@@ -228,7 +228,7 @@ func insertOAuthGrant(ctx context.Context, q interface {
 	}
 	if err := checkText("oauth grant", "id", g.ID, "consent_id", g.ConsentID, "user_id", g.UserID, "client_id", g.ClientID,
 		"resource", g.Resource, "nonce", g.Nonce, "code_challenge", g.CodeChallenge, "redirect_uri", g.RedirectURI,
-		"revoke_reason", g.RevokeReason); err != nil {
+		"revoke_reason", g.RevokeReason, "session_id", g.SessionID); err != nil {
 		return store.OAuthGrant{}, err
 	}
 	scopes, err := scopeList("oauth grant", g.Scopes)
@@ -237,6 +237,11 @@ func insertOAuthGrant(ctx context.Context, q interface {
 	}
 	if err := checkGrantClaims(g.Claims); err != nil {
 		return store.OAuthGrant{}, err
+	}
+	if g.Claims != "" && g.SessionID == "" {
+		// Claims live as long as the sign-in that vouched for them: a
+		// grant cannot hold claims it cannot tie to one.
+		return store.OAuthGrant{}, errors.New("store: an oauth grant with claims needs the session they came from")
 	}
 	g.CreatedAt = truncMS(g.CreatedAt)
 	if g.CreatedAt.IsZero() {
@@ -247,10 +252,10 @@ func insertOAuthGrant(ctx context.Context, q interface {
 		code = g.CodeHash
 	}
 	_, err = q.ExecContext(ctx, `INSERT INTO oauth_grants (`+oauthGrantColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`,
 		g.ID, nullString(g.ConsentID), nullString(g.UserID), g.ClientID, g.Resource, scopes, g.Nonce, millis(g.AuthTime), code,
 		g.CodeChallenge, g.RedirectURI, g.RedirectURIProvided, millis(g.CodeExpiresAt), millis(g.CodeRedeemedAt),
-		millis(g.CreatedAt), millis(g.ExpiresAt), millis(g.LastUsedAt), millis(g.RevokedAt), g.RevokeReason, g.Claims)
+		millis(g.CreatedAt), millis(g.ExpiresAt), millis(g.LastUsedAt), millis(g.RevokedAt), g.RevokeReason, g.Claims, g.SessionID)
 	if err != nil {
 		return store.OAuthGrant{}, fmt.Errorf("create oauth grant: %w", mapErr(err))
 	}
@@ -529,6 +534,24 @@ func (d *DB) TouchOAuthGrant(ctx context.Context, id string, at time.Time) error
 		}
 		return nil
 	})
+}
+
+// DropOAuthGrantClaims removes a grant's custom claims (see
+// store.OAuthStore); the conditional UPDATE makes exactly one of
+// concurrent callers see the row change.
+func (d *DB) DropOAuthGrantClaims(ctx context.Context, id string) (bool, error) {
+	if !validText(id) {
+		return false, nil
+	}
+	res, err := d.db.ExecContext(ctx, `UPDATE oauth_grants SET claims = '' WHERE id = $1 AND claims <> ''`, id)
+	if err != nil {
+		return false, fmt.Errorf("drop oauth grant claims: %w", mapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("drop oauth grant claims: %w", err)
+	}
+	return n == 1, nil
 }
 
 // ---- refresh tokens ----
