@@ -231,8 +231,8 @@ func (fl *Flows) AllowStart(w http.ResponseWriter, r *http.Request, kind string,
 	}
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	page(w, r, http.StatusTooManyRequests, "Too many sign-ins",
-		"mcpgate received too many sign-in attempts from your network. Wait "+strconv.FormatInt(secs, 10)+
-			" seconds, then go back to the sign-in page and try again.")
+		"mcpgate received too many sign-in attempts from your network. Wait "+httpx.WaitSeconds(secs)+
+			", then go back to the sign-in page and try again.")
 	return false
 }
 

@@ -42,6 +42,7 @@ import (
 	"strings"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -480,8 +481,8 @@ func (s *Server) allowAuthorize(w http.ResponseWriter, r *http.Request) bool {
 	}
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	s.errorPage(w, r, http.StatusTooManyRequests, "Too many requests",
-		"mcpgate received too many authorization requests from your network. Wait "+strconv.FormatInt(secs, 10)+
-			" seconds, then go back to the application and try again.")
+		"mcpgate received too many authorization requests from your network. Wait "+httpx.WaitSeconds(secs)+
+			", then go back to the application and try again.")
 	return false
 }
 

@@ -500,6 +500,14 @@ func TestAuthorizeRateLimited(t *testing.T) {
 	if ct := p.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") || !strings.Contains(p.body, "Too many requests") {
 		t.Errorf("429 page: %q %s", ct, clipBody(p.body))
 	}
+	// The page says the same wait as Retry-After, in proper English.
+	wait := "Wait " + p.header.Get("Retry-After") + " seconds,"
+	if p.header.Get("Retry-After") == "1" {
+		wait = "Wait 1 second,"
+	}
+	if !strings.Contains(p.body, wait) {
+		t.Errorf("429 page lacks %q: %s", wait, clipBody(p.body))
+	}
 
 	// A limiter that cannot decide fails closed.
 	s = newStack(t, storeSQLite(t), stackOptions{authorizeLim: failingLimiter{}})

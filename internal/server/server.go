@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -169,10 +170,14 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	for _, p := range upstreams {
 		buttons = append(buttons, web.LoginProvider{Name: p.Name, DisplayName: p.DisplayName})
 	}
+	sources, err := identitySources(cfg, upstreams)
+	if err != nil {
+		return err
+	}
 	pages := web.New(web.Options{
 		Sessions: s.core.Sessions, Users: s.core.Users, Keys: s.core.Keys, Store: s.core.DB,
 		GrantableScopes: grantable, MCPURL: cfg.MCPURL(), Audit: s.core.Audit, Logger: s.log,
-		LoginProviders: buttons, CustomLogin: customButton(cfg),
+		LoginProviders: buttons, CustomLogin: customButton(cfg), IdentitySources: sources,
 	})
 	s.oauth = oauth.NewServer(oauth.ServerOptions{
 		Store: s.core.DB, Clients: s.clients, Tokens: iss, Audit: s.core.Audit,
@@ -362,6 +367,30 @@ func customButton(cfg config.Config) *web.CustomLogin {
 		return nil
 	}
 	return &web.CustomLogin{DisplayName: cfg.CustomLoginDisplayName(), Only: cfg.CustomLoginOnly}
+}
+
+// identitySources names the configured external identity sources for the
+// pages, by the issuer their users' identities are linked under.
+func identitySources(cfg config.Config, upstreams []config.UpstreamProvider) ([]web.IdentitySource, error) {
+	var out []web.IdentitySource
+	for _, p := range upstreams {
+		out = append(out, web.IdentitySource{Issuer: p.Issuer, Label: p.DisplayName, Kind: web.SourceUpstream})
+	}
+	if cfg.CustomLoginURL != "" {
+		iss, err := customauth.Issuer(cfg.CustomLoginURL)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, web.IdentitySource{Issuer: iss, Label: cfg.CustomLoginDisplayName(), Kind: web.SourceCustom})
+	}
+	issuers, err := cfg.ExternalIssuers()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range issuers {
+		out = append(out, web.IdentitySource{Issuer: e.Issuer, Label: cmp.Or(e.Name, e.Issuer), Kind: web.SourceExternal})
+	}
+	return out, nil
 }
 
 // sessionKeyClaims returns the custom claims of the browser session a

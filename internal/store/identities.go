@@ -42,6 +42,10 @@ type IdentityStore interface {
 	GetIdentity(ctx context.Context, issuer, subject string) (UserIdentity, error)
 	// ListIdentities returns the identities of a user, oldest first.
 	ListIdentities(ctx context.Context, userID string) ([]UserIdentity, error)
+	// ListAllIdentities returns every link, by user id and then oldest
+	// first (the admin's user list names each user's sources; it lists
+	// every user too).
+	ListAllIdentities(ctx context.Context) ([]UserIdentity, error)
 	// TouchIdentity stores what the source said at a login: Email,
 	// EmailVerified and Name replace the stored ones, and LastLoginAt is
 	// raised to id.LastLoginAt (now when zero; it never moves backwards). The link itself

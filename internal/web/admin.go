@@ -12,6 +12,10 @@ import (
 
 type adminUsersData struct {
 	Users []store.User
+	// Via names the identity sources of users with linked identities
+	// (user id → "Instance B"), so that an "ext-…@external.invalid" user
+	// says where it came from.
+	Via map[string]string
 }
 
 func (h *Handler) adminUsers(w http.ResponseWriter, r *http.Request, c *caller) {
@@ -20,7 +24,44 @@ func (h *Handler) adminUsers(w http.ResponseWriter, r *http.Request, c *caller) 
 		h.unavailable(w, r, c, err)
 		return
 	}
-	h.page(w, r, c, http.StatusOK, "users", "users", "Users", adminUsersData{Users: users}, "")
+	ids, err := h.opts.Store.ListAllIdentities(r.Context())
+	if err != nil {
+		h.unavailable(w, r, c, err)
+		return
+	}
+	byUser := map[string][]store.UserIdentity{}
+	for _, id := range ids {
+		byUser[id.UserID] = append(byUser[id.UserID], id)
+	}
+	via := make(map[string]string, len(byUser))
+	for _, u := range users {
+		if list := byUser[u.ID]; len(list) > 0 {
+			via[u.ID] = h.sourceLabels(list) + lastSeenEmail(u, list)
+		}
+	}
+	h.page(w, r, c, http.StatusOK, "users", "users", "Users", adminUsersData{Users: users, Via: via}, "")
+}
+
+// lastSeenEmail helps tell who a user with a placeholder address
+// (…@external.invalid: the source vouched for no address) is: " · " and
+// the address the source sent last, if any.
+func lastSeenEmail(u store.User, ids []store.UserIdentity) string {
+	if !strings.HasSuffix(u.Email, "@"+identity.PlaceholderEmailDomain) {
+		return ""
+	}
+	var last store.UserIdentity
+	for _, id := range ids {
+		if id.Email != "" && !id.LastLoginAt.Before(last.LastLoginAt) {
+			last = id
+		}
+	}
+	switch {
+	case last.Email == "":
+		return ""
+	case last.EmailVerified:
+		return " · " + last.Email
+	}
+	return " · " + last.Email + ", not verified"
 }
 
 type userForm struct {
@@ -43,6 +84,7 @@ type secretShownData struct {
 	User     store.User
 	Password string
 	Created  bool // a new user (else a reset)
+	Added    bool // a reset of an account that had no password
 }
 
 // adminUserCreate creates a user with the typed password, or a generated
@@ -92,6 +134,11 @@ type adminUserData struct {
 	Sessions    int
 	Roles       string
 	FieldErrors map[string]string
+	// Identities are the user's linked external identities, oldest first.
+	Identities []identityRow
+	// SignsInWith names their sources ("Instance B"); "" for none.
+	SignsInWith string
+	NoPassword  bool // the account has no password login
 }
 
 // loadUser reads the user named in the path.
@@ -113,7 +160,8 @@ func (h *Handler) loadUser(w http.ResponseWriter, r *http.Request, c *caller) (s
 }
 
 func (h *Handler) adminUserData(r *http.Request, c *caller, u store.User) (adminUserData, error) {
-	d := adminUserData{U: u, Self: u.ID == c.user.ID, Roles: strings.Join(u.Roles, " "), FieldErrors: map[string]string{}}
+	d := adminUserData{U: u, Self: u.ID == c.user.ID, Roles: strings.Join(u.Roles, " "), FieldErrors: map[string]string{},
+		NoPassword: u.PasswordHash == ""}
 	keys, err := h.opts.Keys.List(r.Context(), u.ID)
 	if err != nil {
 		return d, err
@@ -129,6 +177,11 @@ func (h *Handler) adminUserData(r *http.Request, c *caller, u store.User) (admin
 		return d, err
 	}
 	d.Sessions = len(sessions)
+	ids, err := h.opts.Store.ListIdentities(r.Context(), u.ID)
+	if err != nil {
+		return d, err
+	}
+	d.Identities, d.SignsInWith = h.identityRows(ids), h.sourceLabels(ids)
 	return d, nil
 }
 
@@ -252,11 +305,40 @@ func (h *Handler) adminUserResetConfirm(w http.ResponseWriter, r *http.Request, 
 		http.Redirect(w, r, "/account/password?done=password_reset_no_self", http.StatusSeeOther)
 		return
 	}
+	if u.PasswordHash == "" {
+		h.adminUserAddPasswordConfirm(w, r, c, u)
+		return
+	}
 	h.page(w, r, c, http.StatusOK, "confirm", "users", "Reset password", confirmData{
 		Heading: "Reset the password of " + u.Email + "?",
 		Message: "mcpgate generates a new password and shows it to you once. The old password stops working and the user is signed out everywhere. Their API keys keep working.",
 		Facts:   []detail{{"Email", u.Email}, {"Name", u.DisplayName}},
 		Action:  "/admin/users/" + u.ID + "/reset-password", Button: "Reset password", Cancel: "/admin/users/" + u.ID, Danger: true,
+	}, "")
+}
+
+// adminUserAddPasswordConfirm is the reset confirmation for an account
+// without a password (made for an external identity): the "reset" gives
+// it a password login it did not have, and the page says so.
+func (h *Handler) adminUserAddPasswordConfirm(w http.ResponseWriter, r *http.Request, c *caller, u store.User) {
+	ids, err := h.opts.Store.ListIdentities(r.Context(), u.ID)
+	if err != nil {
+		h.unavailable(w, r, c, err)
+		return
+	}
+	via := h.sourceLabels(ids)
+	msg := "This account has no password. Adding one lets whoever holds it sign in as this user with the email address below and that password"
+	if via != "" {
+		msg = "This account has no password: it signs in through " + via + ". Adding one lets whoever holds it sign in as this user with the email address below and that password, besides " + via
+	}
+	msg += ". mcpgate generates the password and shows it to you once. The user is signed out everywhere; their API keys keep working."
+	facts := []detail{{"Email", u.Email}, {"Name", u.DisplayName}}
+	if via != "" {
+		facts = append(facts, detail{"Signs in through", via})
+	}
+	h.page(w, r, c, http.StatusOK, "confirm", "users", "Add a password", confirmData{
+		Heading: "Add a password login to " + u.Email + "?", Message: msg, Facts: facts,
+		Action: "/admin/users/" + u.ID + "/reset-password", Button: "Add a password", Cancel: "/admin/users/" + u.ID, Danger: true,
 	}, "")
 }
 
@@ -269,6 +351,7 @@ func (h *Handler) adminUserReset(w http.ResponseWriter, r *http.Request, c *call
 		http.Redirect(w, r, "/account/password?done=password_reset_no_self", http.StatusSeeOther)
 		return
 	}
+	added := u.PasswordHash == ""
 	password := identity.GeneratePassword()
 	nu, err := h.opts.Users.SetPassword(r.Context(), u.ID, password)
 	if err != nil {
@@ -279,5 +362,9 @@ func (h *Handler) adminUserReset(w http.ResponseWriter, r *http.Request, c *call
 		h.unavailable(w, r, c, err)
 		return
 	}
-	h.page(w, r, c, http.StatusOK, "password_shown", "users", "Password reset", secretShownData{User: nu, Password: password}, "")
+	title := "Password reset"
+	if added {
+		title = "Password added"
+	}
+	h.page(w, r, c, http.StatusOK, "password_shown", "users", title, secretShownData{User: nu, Password: password, Added: added}, "")
 }

@@ -66,6 +66,7 @@ type oauthPages struct {
 // apps pages (/account/apps…) on mux, backed by o.
 func (h *Handler) OAuthRoutes(mux *http.ServeMux, o OAuth) {
 	p := &oauthPages{h: h, o: o}
+	h.oauth = o
 	h.route(mux, "/oauth/consent", methods{get: h.user(p.consentForm), post: h.user(p.consentDecide)})
 	h.route(mux, "/account/apps", methods{get: h.user(p.appList)})
 	h.route(mux, "/account/apps/{id}/revoke", methods{get: h.user(p.appRevokeConfirm), post: h.user(p.appRevoke)})
@@ -96,6 +97,45 @@ type consentData struct {
 	// Claims: details of the user's sign-in the application's access
 	// tokens will carry (--access-token-claims).
 	Claims []oauth.SharedClaim
+	// SignInOnly: the request asks for identity scopes only, so the page
+	// asks about signing in to the application, not about MCP access;
+	// Host names this server in that question.
+	SignInOnly bool
+	Host       string
+}
+
+// signInOnly reports whether a request asks for nothing but the identity
+// scopes (openid, profile, email, offline_access): an application using
+// this server as its OpenID provider, such as another mcpgate whose users
+// sign in here, rather than an MCP client asking for tools.
+func signInOnly(v oauth.PendingView) bool {
+	return len(v.Scopes) > 0 && !slices.ContainsFunc(v.Scopes, func(s oauth.ScopeView) bool {
+		return !slices.Contains(oauth.IdentityScopes, s.Name)
+	})
+}
+
+// learns says what a sign-in-only application learns through each scope,
+// with the user's own values, so the page can list them.
+func learns(scopes []oauth.ScopeView, u store.User, host string) []oauth.ScopeView {
+	out := make([]oauth.ScopeView, 0, len(scopes))
+	for _, sc := range scopes {
+		d := sc.Description
+		switch sc.Name {
+		case oauth.ScopeOpenID:
+			d = "Your account id on " + host
+		case oauth.ScopeEmail:
+			d = "Your email address, " + u.Email
+		case oauth.ScopeProfile:
+			d = "Your name (none is set)"
+			if u.DisplayName != "" {
+				d = "Your name, " + u.DisplayName
+			}
+		case oauth.ScopeOfflineAccess:
+			d = "These details again later, without asking you"
+		}
+		out = append(out, oauth.ScopeView{Name: sc.Name, Description: d})
+	}
+	return out
 }
 
 // consentForm shows the consent page, or approves at once when the user
@@ -131,8 +171,16 @@ func (p *oauthPages) consentForm(w http.ResponseWriter, r *http.Request, c *call
 	p.setFormAction(w, v.RedirectURI)
 	signed := c.user.Email
 	h := p.h
-	h.page(w, r, c, http.StatusOK, "consent", "", "Allow access", consentData{Pending: v, ClientLabel: clientLabel(v), Signed: signed,
-		Claims: p.o.SharedClaims(c.cur.Session.Claims)}, "")
+	d := consentData{Pending: v, ClientLabel: clientLabel(v), Signed: signed, Claims: p.o.SharedClaims(c.cur.Session.Claims)}
+	title := "Allow access"
+	if signInOnly(v) {
+		d.SignInOnly, d.Host, title = true, r.Host, "Sign in to "+d.ClientLabel
+		if u, err := url.Parse(v.Resource.URL); err == nil && u.Host != "" {
+			d.Host = u.Host
+		}
+		d.Pending.NewScopes, d.Pending.Granted = learns(v.NewScopes, c.user, d.Host), learns(v.Granted, c.user, d.Host)
+	}
+	h.page(w, r, c, http.StatusOK, "consent", "", title, d, "")
 }
 
 // foreignBrowser answers a consent request from a browser that did not

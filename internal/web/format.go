@@ -10,7 +10,11 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/authn"
+	"github.com/mcpgate/mcpgate/internal/customauth"
+	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/store"
+	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
 func templateFuncs(st *staticFiles) template.FuncMap {
@@ -158,10 +162,15 @@ func Device(ua string) string {
 }
 
 // eventTypes are the audit event types people can filter by, with their
-// labels, in the order the filter lists them.
+// labels, in the order the filter lists them (the authorization server's
+// follow, apps.go), so that no event is shown by its raw type alone.
 var eventTypes = []struct{ Type, Label string }{
 	{audit.TypeLoginSucceeded, "Signed in"},
+	{upstream.TypeLogin, "Signed in through a provider"},
+	{customauth.TypeCompleted, "Signed in through the custom login"},
 	{audit.TypeLoginFailed, "Sign-in failed"},
+	{customauth.TypeCreated, "Custom login started"},
+	{customauth.TypeRefused, "Custom login refused"},
 	{audit.TypeLogout, "Signed out"},
 	{audit.TypeSessionCreated, "Session started"},
 	{audit.TypeSessionRevoked, "Session ended"},
@@ -170,12 +179,15 @@ var eventTypes = []struct{ Type, Label string }{
 	{audit.TypeKeyRevoked, "API key revoked"},
 	{audit.TypeUserPassword, "Password changed"},
 	{audit.TypeUserCreated, "User created"},
+	{identity.TypeUserProvisioned, "Account created from an external identity"},
+	{identity.TypeIdentityLinked, "External identity linked"},
 	{audit.TypeUserDisabled, "User disabled"},
 	{audit.TypeUserEnabled, "User enabled"},
 	{audit.TypeUserRoles, "Roles changed"},
 	{audit.TypeToolCalled, "Tool called"},
 	{audit.TypeToolDenied, "Tool call refused"},
 	{audit.TypeAuthRejected, "Credential refused"},
+	{authn.TypeExternalAccepted, "External token accepted"},
 	{audit.TypeSessionRefused, "MCP session refused"},
 }
 

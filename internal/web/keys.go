@@ -74,6 +74,9 @@ type keyForm struct {
 		D            time.Duration
 	}
 	FieldErrors map[string]string
+	// SignIn: the roles and claims of the session's sign-in, which the key
+	// will not carry; nil when there are none.
+	SignIn *signIn
 }
 
 type scopeChoice struct {
@@ -107,6 +110,11 @@ func scopeDescription(s string) string {
 func (h *Handler) keyNew(w http.ResponseWriter, r *http.Request, c *caller) {
 	f := h.newKeyForm()
 	h.fillScopes(&f)
+	var err error
+	if f.SignIn, err = h.signInOf(r.Context(), c); err != nil {
+		h.unavailable(w, r, c, err)
+		return
+	}
 	h.page(w, r, c, http.StatusOK, "key_new", "keys", "New API key", f, "")
 }
 
@@ -136,6 +144,11 @@ func (h *Handler) keyCreate(w http.ResponseWriter, r *http.Request, c *caller) {
 		}
 	}
 	h.fillScopes(&f)
+	var err error
+	if f.SignIn, err = h.signInOf(r.Context(), c); err != nil {
+		h.unavailable(w, r, c, err)
+		return
+	}
 	invalid := func(msg string) {
 		h.page(w, r, c, http.StatusUnprocessableEntity, "key_new", "keys", "New API key", f, msg)
 	}

@@ -51,7 +51,18 @@ type loginData struct {
 	Email     string
 	ReturnTo  string
 	Providers []loginButton
+	// With --custom-login-only: Local is the password form for accounts
+	// that have a password (/login?local=1, the way in for local
+	// administrators); PasswordURL, when set, replaces the form with a
+	// link to it (on the page a sign-out lands on).
+	Local       bool
+	PasswordURL string
 }
+
+// localParam asks the login page for its password form when
+// --custom-login-only sends everyone else to the custom login:
+// /login?local=1.
+const localParam = "local"
 
 type loginButton struct {
 	DisplayName string
@@ -78,14 +89,30 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		return
 	}
-	if c := h.opts.CustomLogin; c != nil && c.Only && r.URL.Query().Get("done") == "" {
-		http.Redirect(w, r, customLoginURL(returnTo), http.StatusSeeOther)
-		return
+	d := loginData{ReturnTo: returnTo, Providers: h.providers(returnTo)}
+	if h.customOnly() {
+		q := r.URL.Query()
+		_, notice := notices[q.Get("done")]
+		switch {
+		case q.Get(localParam) != "":
+			d.Local = true
+		case notice:
+			// Signed out: stay here rather than bounce into the custom
+			// login (which may sign the user straight back in).
+			d.PasswordURL = "/login?" + localParam + "=1&return_to=" + url.QueryEscape(returnTo)
+		default:
+			http.Redirect(w, r, customLoginURL(returnTo), http.StatusSeeOther)
+			return
+		}
 	}
-	v := view{Title: "Sign in", Data: loginData{ReturnTo: returnTo, Providers: h.providers(returnTo)}}
+	v := view{Title: "Sign in", Data: d}
 	v.setNotice(r)
 	h.render(w, r, http.StatusOK, "login", v)
 }
+
+// customOnly: --custom-login-only, everyone but local accounts signs in
+// through the custom login.
+func (h *Handler) customOnly() bool { return h.opts.CustomLogin != nil && h.opts.CustomLogin.Only }
 
 // login checks the credentials and starts a fresh session. Wrong email and
 // wrong password get the same answer (identity.Login makes them cost the
@@ -97,7 +124,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	email, password := strings.TrimSpace(f.Get("email")), f.Get("password")
 	returnTo := SafeReturnTo(f.Get("return_to"))
-	data := loginData{Email: truncate(email, 254), ReturnTo: returnTo, Providers: h.providers(returnTo)}
+	data := loginData{Email: truncate(email, 254), ReturnTo: returnTo, Providers: h.providers(returnTo), Local: h.customOnly()}
 	fail := func(status int, msg string) {
 		h.render(w, r, status, "login", view{Title: "Sign in", Error: msg, Data: data})
 	}

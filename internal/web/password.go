@@ -12,11 +12,33 @@ type passwordData struct {
 	Email       string // for password managers (autocomplete="username")
 	MinRunes    int
 	FieldErrors map[string]string
+	// NoPassword: the account has no password to change (it was made for
+	// an external identity); SignsInWith names its sources ("" when it has
+	// none).
+	NoPassword  bool
+	SignsInWith string
 }
 
 func (h *Handler) passwordForm(w http.ResponseWriter, r *http.Request, c *caller) {
+	if c.user.PasswordHash == "" {
+		h.noPassword(w, r, c, http.StatusOK)
+		return
+	}
 	h.page(w, r, c, http.StatusOK, "password", "password", "Change password",
 		passwordData{Email: c.user.Email, MinRunes: identity.MinPasswordRunes, FieldErrors: map[string]string{}}, "")
+}
+
+// noPassword answers the password page of an account without a password:
+// there is no current password to type, so no form, but where the user
+// signs in instead.
+func (h *Handler) noPassword(w http.ResponseWriter, r *http.Request, c *caller, status int) {
+	ids, err := h.opts.Store.ListIdentities(r.Context(), c.user.ID)
+	if err != nil {
+		h.unavailable(w, r, c, err)
+		return
+	}
+	h.page(w, r, c, status, "password", "password", "Password",
+		passwordData{NoPassword: true, SignsInWith: h.sourceLabels(ids)}, "")
 }
 
 // passwordChange checks the current password (through identity.Login, so
@@ -25,6 +47,10 @@ func (h *Handler) passwordForm(w http.ResponseWriter, r *http.Request, c *caller
 // this browser.
 func (h *Handler) passwordChange(w http.ResponseWriter, r *http.Request, c *caller) {
 	if !h.parseForm(w, r, c) {
+		return
+	}
+	if c.user.PasswordHash == "" {
+		h.noPassword(w, r, c, http.StatusConflict)
 		return
 	}
 	f := r.PostForm

@@ -64,10 +64,16 @@ type Options struct {
 	// CustomLogin, when set, adds "Continue with <DisplayName>" for the
 	// operator's own login application (/login/custom).
 	CustomLogin *CustomLogin
+	// IdentitySources name the external identity sources (upstream
+	// providers, the custom login, trusted token issuers) by the issuer
+	// their accounts are linked under, so that pages say "Instance B"
+	// rather than an issuer URL.
+	IdentitySources []IdentitySource
 }
 
 // CustomLogin is the operator's login application as the login page shows
-// it. Only: /login goes straight there.
+// it. Only: /login goes straight there, except /login?local=1, the
+// password form for local accounts (administrators).
 type CustomLogin struct {
 	DisplayName string
 	Only        bool
@@ -103,6 +109,9 @@ type Handler struct {
 	cop    *http.CrossOriginProtection
 	forms  *onceSet
 	now    func() time.Time
+	// oauth is the authorization server once OAuthRoutes mounted it: the
+	// overview and the key form say which sign-in claims its tokens carry.
+	oauth OAuth
 }
 
 // New builds the handler. It panics when a required option is missing or

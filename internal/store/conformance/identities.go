@@ -103,6 +103,24 @@ func testIdentityCreateGetList(t *testing.T, s IdentityBackend) {
 	if list, err := s.ListIdentities(ctx, "usr_nobody"); err != nil || len(list) != 0 {
 		t.Errorf("ListIdentities(unknown user) = %v, %v; want none", list, err)
 	}
+
+	// ListAllIdentities: every link, grouped by user, each user's oldest
+	// first.
+	all, err := s.ListAllIdentities(ctx)
+	if err != nil {
+		t.Fatalf("ListAllIdentities: %v", err)
+	}
+	theirs, err := s.GetIdentity(ctx, testIssuer, "someone") // CreatedAt set by the store
+	if err != nil {
+		t.Fatalf("GetIdentity(someone): %v", err)
+	}
+	want := []store.UserIdentity{identityMS(id), identityMS(second), theirs}
+	if v.ID < u.ID {
+		want = []store.UserIdentity{theirs, identityMS(id), identityMS(second)}
+	}
+	if d := diff(want, all); d != "" {
+		t.Errorf("ListAllIdentities mismatch (-want +got):\n%s", d)
+	}
 }
 
 func testIdentityCreateConflicts(t *testing.T, s IdentityBackend) {

@@ -117,8 +117,16 @@ func (d *DB) ListIdentities(ctx context.Context, userID string) ([]store.UserIde
 	if !validText(userID) {
 		return nil, nil
 	}
-	rows, err := d.db.QueryContext(ctx,
-		`SELECT `+identityColumns+` FROM user_identities WHERE user_id = $1 ORDER BY created_at, issuer, subject`, userID)
+	return d.listIdentities(ctx, `WHERE user_id = $1 ORDER BY created_at, issuer, subject`, userID)
+}
+
+// ListAllIdentities returns every identity, by user and oldest first.
+func (d *DB) ListAllIdentities(ctx context.Context) ([]store.UserIdentity, error) {
+	return d.listIdentities(ctx, `ORDER BY user_id, created_at, issuer, subject`)
+}
+
+func (d *DB) listIdentities(ctx context.Context, where string, args ...any) ([]store.UserIdentity, error) {
+	rows, err := d.db.QueryContext(ctx, `SELECT `+identityColumns+` FROM user_identities `+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list identities: %w", err)
 	}
