@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
 )
 
@@ -78,7 +79,11 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, returnTo, http.StatusSeeOther)
 		return
 	}
-	if c := h.opts.CustomLogin; c != nil && c.Only && r.URL.Query().Get("done") == "" {
+	// Straight on to the custom login, unless another site sent the
+	// browser here: /login/custom would send it back (it starts sign-ins
+	// for same-origin navigations only), so the page with its button is
+	// shown instead.
+	if c := h.opts.CustomLogin; c != nil && c.Only && r.URL.Query().Get("done") == "" && !httpx.CrossSite(r) {
 		http.Redirect(w, r, customLoginURL(returnTo), http.StatusSeeOther)
 		return
 	}
