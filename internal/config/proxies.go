@@ -28,19 +28,21 @@ func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 				p = netip.PrefixFrom(a, a.BitLen())
 			}
 		}
+		if err == nil && p.IsValid() && p.Addr().Is4In6() && p.Bits() >= 96 {
+			// ::ffff:a.b.c.d/n is the IPv4 range a.b.c.d/(n-96): judge
+			// (and keep) it in that form, so ::ffff:0.0.0.0/96 is the
+			// whole IPv4 internet, not a /96.
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		switch {
 		case err != nil || !p.IsValid():
 			errs = append(errs, fmt.Sprintf("--trusted-proxies %s: not an IP address or CIDR range", strconv.Quote(clipStr(s))))
-		case p.Addr().Is4In6() && p.Bits() < 96:
+		case p.Addr().Is4In6():
 			errs = append(errs, fmt.Sprintf("--trusted-proxies %s: write IPv4 ranges in IPv4 form", strconv.Quote(s)))
 		case p.Bits() == 0:
 			errs = append(errs, fmt.Sprintf("--trusted-proxies %s: covers every address; list your proxies' addresses or private ranges", strconv.Quote(s)))
 		default:
-			p = p.Masked()
-			if p.Addr().Is4In6() {
-				p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-			}
-			out = append(out, p)
+			out = append(out, p.Masked())
 		}
 	}
 	if len(errs) > 0 {

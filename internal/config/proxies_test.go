@@ -28,13 +28,13 @@ func TestTrustedProxies(t *testing.T) {
 	}
 
 	bad := Defaults()
-	bad.TrustedProxies = []string{"0.0.0.0/0", "::/0", "10.0.0.300", "proxy.example.com", "fe80::1%eth0", "::ffff:0:0/95"}
+	bad.TrustedProxies = []string{"0.0.0.0/0", "::/0", "10.0.0.300", "proxy.example.com", "fe80::1%eth0", "::ffff:0:0/95", "::ffff:0.0.0.0/96"}
 	err = bad.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted bad trusted proxies")
 	}
 	for _, frag := range []string{`"0.0.0.0/0": covers every address`, `"::/0": covers every address`, `"10.0.0.300": not an IP`,
-		`"proxy.example.com": not an IP`, `"fe80::1%eth0": not an IP`, `"::ffff:0:0/95": write IPv4 ranges in IPv4 form`} {
+		`"proxy.example.com": not an IP`, `"fe80::1%eth0": not an IP`, `"::ffff:0:0/95": write IPv4 ranges in IPv4 form`, `"::ffff:0.0.0.0/96": covers every address`} {
 		if !strings.Contains(err.Error(), frag) {
 			t.Errorf("Validate error lacks %q:\n%v", frag, err)
 		}

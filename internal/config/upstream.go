@@ -13,7 +13,7 @@ package config
 //	  "client_id": "mcpgate",
 //	  "client_secret_env": "CORP_SSO_SECRET",
 //	  "scopes": ["openid", "email", "profile"],
-//	  "quirks": {"omit_resource": true, "audience": "", "allow_issuer_mismatch_for_multitenant": false},
+//	  "quirks": {"omit_resource": true, "audience": "", "allow_issuer_mismatch_for_multitenant": false, "allowed_tenants": []},
 //	  "link_by_email": false,
 //	  "allow": {"email_domains": ["example.com"], "groups": [], "claims": {"department": ["eng"]}},
 //	  "roles_claim": "groups",
@@ -34,6 +34,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/principal"
 )
 
@@ -59,6 +60,13 @@ const (
 
 var upstreamNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,39}$`)
 
+// TenantIDPattern is what "{tenantid}" in a multi-tenant issuer template
+// stands for (Entra ID: the directory's GUID), as a regular expression
+// without anchors. The entries of quirks.allowed_tenants have this shape.
+const TenantIDPattern = `[A-Za-z0-9-]{1,64}`
+
+var tenantIDRE = regexp.MustCompile(`^` + TenantIDPattern + `$`)
+
 // UpstreamProvider is one validated entry of the upstream providers file.
 type UpstreamProvider struct {
 	// Name is the path segment (/login/upstream/{name}) and the audit label.
@@ -76,7 +84,13 @@ type UpstreamProvider struct {
 	// LinkByEmail allows linking to an existing user with the same email
 	// when the provider says the email is verified.
 	LinkByEmail bool
-	Allow       UpstreamAllow
+	// TreatEmailAsVerified: the operator vouches that every address this
+	// provider reports belongs to its user (a provider whose addresses
+	// its own administrators assign, such as another mcpgate, which never
+	// claims email_verified). Its emails then count as verified for the
+	// email-domain allow rule, linking by email and the new user's email.
+	TreatEmailAsVerified bool
+	Allow                UpstreamAllow
 	// Deny refuses accounts any of whose rules match, even when Allow
 	// lets them in.
 	Deny UpstreamRules
@@ -105,8 +119,14 @@ type UpstreamQuirks struct {
 	Audience string
 	// AllowIssuerMismatchForMultitenant: the discovered issuer is a
 	// template with "{tenantid}" (Entra ID /common, /organizations); an ID
-	// token's iss is accepted when it matches the template.
+	// token's iss is accepted when it matches the template with one of
+	// AllowedTenants in its place.
 	AllowIssuerMismatchForMultitenant bool
+	// AllowedTenants are the tenant ids (lower case) whose accounts may
+	// sign in through a multi-tenant issuer; required with
+	// AllowIssuerMismatchForMultitenant. Anybody can create a tenant, and
+	// its administrator decides its users' roles, groups and claims.
+	AllowedTenants []string
 }
 
 // UpstreamRules match accounts by email domain, group or claim. As allow
@@ -171,12 +191,14 @@ type upstreamFileEntry struct {
 	ClientSecretEnv string   `json:"client_secret_env"`
 	Scopes          []string `json:"scopes"`
 	Quirks          struct {
-		Resource                          string `json:"resource"`
-		OmitResource                      bool   `json:"omit_resource"`
-		Audience                          string `json:"audience"`
-		AllowIssuerMismatchForMultitenant bool   `json:"allow_issuer_mismatch_for_multitenant"`
+		Resource                          string   `json:"resource"`
+		OmitResource                      bool     `json:"omit_resource"`
+		Audience                          string   `json:"audience"`
+		AllowIssuerMismatchForMultitenant bool     `json:"allow_issuer_mismatch_for_multitenant"`
+		AllowedTenants                    []string `json:"allowed_tenants"`
 	} `json:"quirks"`
 	LinkByEmail  bool      `json:"link_by_email"`
+	TrustEmails  bool      `json:"treat_email_as_verified"`
 	Allow        fileRules `json:"allow"`
 	Deny         fileRules `json:"deny"`
 	RolesClaim   string    `json:"roles_claim"`
@@ -209,6 +231,11 @@ func ParseUpstreamProviders(data []byte, getenv func(string) string) ([]Upstream
 	var errs []string
 	var out []UpstreamProvider
 	names := map[string]int{}
+	type firstUse struct {
+		i         int
+		endpoints string
+	}
+	issuers := map[string]firstUse{} // issuer → the first provider using it
 	for i, raw := range doc.Providers {
 		var fe upstreamFileEntry
 		d := json.NewDecoder(bytes.NewReader(raw))
@@ -228,12 +255,30 @@ func ParseUpstreamProviders(data []byte, getenv func(string) string) ([]Upstream
 			}
 			names[p.Name] = i
 		}
+		if p.Issuer != "" {
+			if first, dup := issuers[p.Issuer]; dup && first.endpoints != p.endpoints() {
+				errs = append(errs, fmt.Sprintf("%s: issuer %q is also provider %d's, whose endpoints differ: accounts are linked by (issuer, subject), "+
+					"so the two would share accounts whose subjects collide (a GitHub Enterprise Server's user 42 is not github.com's); give each its own issuer", label, clipStr(p.Issuer), first.i+1))
+			} else if !dup {
+				issuers[p.Issuer] = firstUse{i, p.endpoints()}
+			}
+		}
 		out = append(out, p)
 	}
 	if len(errs) > 0 {
 		return nil, errors.New(strings.Join(errs, "\n"))
 	}
 	return out, nil
+}
+
+// endpoints names where a provider's accounts come from: an OIDC issuer's
+// discovery document, or a GitHub server's OAuth and API endpoints.
+// Providers sharing an issuer (hence accounts) must share these.
+func (p *UpstreamProvider) endpoints() string {
+	if p.Type == UpstreamGitHub {
+		return strings.Join([]string{p.Type, p.AuthURL, p.TokenURL, p.APIURL}, " ")
+	}
+	return p.Type
 }
 
 func upstreamLabel(i int, name string) string {
@@ -248,9 +293,9 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
 	p := UpstreamProvider{
 		Name: fe.Name, DisplayName: strings.TrimSpace(fe.DisplayName), Type: fe.Type, Issuer: fe.Issuer,
-		ClientID: fe.ClientID, ClientSecret: fe.ClientSecret, Scopes: slices.Clone(fe.Scopes), LinkByEmail: fe.LinkByEmail,
+		ClientID: fe.ClientID, ClientSecret: fe.ClientSecret, Scopes: slices.Clone(fe.Scopes), LinkByEmail: fe.LinkByEmail, TreatEmailAsVerified: fe.TrustEmails,
 		Quirks: UpstreamQuirks{Resource: fe.Quirks.Resource, OmitResource: fe.Quirks.OmitResource, Audience: fe.Quirks.Audience,
-			AllowIssuerMismatchForMultitenant: fe.Quirks.AllowIssuerMismatchForMultitenant},
+			AllowIssuerMismatchForMultitenant: fe.Quirks.AllowIssuerMismatchForMultitenant, AllowedTenants: slices.Clone(fe.Quirks.AllowedTenants)},
 		Allow:   UpstreamRules(fe.Allow),
 		Deny:    UpstreamRules(fe.Deny),
 		AuthURL: fe.AuthURL, TokenURL: fe.TokenURL, APIURL: fe.APIURL,
@@ -299,13 +344,28 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 		if p.Quirks.AllowIssuerMismatchForMultitenant && !strings.Contains(p.Issuer, "{tenantid}") && !strings.Contains(p.Issuer, "/common") && !strings.Contains(p.Issuer, "/organizations") {
 			bad("quirks.allow_issuer_mismatch_for_multitenant: only for multi-tenant issuers (…/common, …/organizations)")
 		}
+		errs = append(errs, p.Quirks.validateTenants()...)
 	case UpstreamGitHub:
-		p.Issuer = orDefault(p.Issuer, DefaultGitHubIssuer)
 		p.AuthURL = orDefault(p.AuthURL, DefaultGitHubAuthURL)
 		p.TokenURL = orDefault(p.TokenURL, DefaultGitHubToken)
 		p.APIURL = strings.TrimSuffix(orDefault(p.APIURL, DefaultGitHubAPI), "/")
+		// Links are stored by (issuer, numeric user id), and a GitHub
+		// Enterprise Server numbers its users from 1 like github.com: under
+		// github.com's issuer its user 42 would be github.com's user 42.
+		enterprise := p.AuthURL != DefaultGitHubAuthURL || p.TokenURL != DefaultGitHubToken || p.APIURL != DefaultGitHubAPI
+		switch {
+		case enterprise && p.Issuer == "":
+			bad("issuer: required when auth_url, token_url or api_url is set (GitHub Enterprise Server): accounts are linked by (issuer, user id) " +
+				"and the server's user ids are its own; set it to the server's URL, e.g. https://github.example.com")
+		case enterprise && p.Issuer == DefaultGitHubIssuer:
+			bad("issuer %q: names github.com's accounts, but auth_url, token_url or api_url point elsewhere (GitHub Enterprise Server); "+
+				"set it to the server's URL, e.g. https://github.example.com", DefaultGitHubIssuer)
+		}
+		if !enterprise {
+			p.Issuer = orDefault(p.Issuer, DefaultGitHubIssuer)
+		}
 		for f, u := range map[string]string{"issuer": p.Issuer, "auth_url": p.AuthURL, "token_url": p.TokenURL, "api_url": p.APIURL} {
-			if msg := checkSecureURL(u); msg != "" {
+			if msg := checkSecureURL(u); msg != "" && u != "" { // a missing issuer is reported above
 				bad("%s %q: %s", f, clipStr(u), msg)
 			}
 		}
@@ -315,8 +375,8 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 		if len(p.Allow.Groups) > 0 || len(p.Allow.Claims) > 0 || len(p.Deny.Groups) > 0 || len(p.Deny.Claims) > 0 {
 			bad("allow.groups, allow.claims, deny.groups and deny.claims: GitHub has no ID token claims; use allow.email_domains or deny.email_domains")
 		}
-		if p.Quirks.AllowIssuerMismatchForMultitenant {
-			bad("quirks.allow_issuer_mismatch_for_multitenant: only for oidc providers")
+		if p.Quirks.AllowIssuerMismatchForMultitenant || len(p.Quirks.AllowedTenants) > 0 {
+			bad("quirks.allow_issuer_mismatch_for_multitenant and quirks.allowed_tenants: only for oidc providers")
 		}
 		if p.RolesClaim != "" || len(p.CustomClaims) > 0 {
 			bad("roles_claim and custom_claims: GitHub has no ID token claims to take roles or claims from")
@@ -346,10 +406,10 @@ func (fe *upstreamFileEntry) validate(getenv func(string) string) (UpstreamProvi
 func (r *UpstreamRules) validate(label string) []string {
 	var errs []string
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
-	for i, d := range r.EmailDomains {
-		d = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
-		if d == "" || strings.ContainsAny(d, "@/ ") || !strings.Contains(d, ".") {
-			bad("%s.email_domains %q: must be a domain such as example.com", label, clipStr(d))
+	for i, raw := range r.EmailDomains {
+		d, err := identity.NormalizeEmailDomain(raw)
+		if err != nil {
+			bad("%s.email_domains %q: must be a domain such as example.com, in ASCII (the punycode form for international domains)", label, clipStr(raw))
 		}
 		r.EmailDomains[i] = d
 	}
@@ -369,6 +429,41 @@ func (r *UpstreamRules) validate(label string) []string {
 		case "sub", "iss", "aud", "exp", "iat", "nonce":
 			bad("%s.claims %q: a protocol claim, not a user attribute", label, name)
 		}
+	}
+	return errs
+}
+
+// validateTenants checks quirks.allowed_tenants and lower-cases its entries
+// (Entra's tenant ids are GUIDs, which compare without regard to case;
+// RFC 9562 §4).
+func (q *UpstreamQuirks) validateTenants() []string {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	switch {
+	case q.AllowIssuerMismatchForMultitenant && len(q.AllowedTenants) == 0:
+		bad("quirks.allowed_tenants: required with allow_issuer_mismatch_for_multitenant. Without it any tenant could sign in, " +
+			"including one anybody can create for free, whose administrator chooses its users' roles, groups and claims. " +
+			`Hint: list the tenant IDs (GUIDs; Entra's "Directory (tenant) ID") whose accounts may sign in, ` +
+			`e.g. "allowed_tenants": ["00000000-0000-0000-0000-000000000000"]; personal Microsoft accounts are tenant 9188040d-6c67-4c5b-b112-36a304b66dad`)
+	case !q.AllowIssuerMismatchForMultitenant && len(q.AllowedTenants) > 0:
+		bad("quirks.allowed_tenants: only with allow_issuer_mismatch_for_multitenant (a single-tenant issuer names its tenant itself)")
+	}
+	if len(q.AllowedTenants) > maxAllowEntries {
+		bad("quirks.allowed_tenants: %d entries, at most %d", len(q.AllowedTenants), maxAllowEntries)
+	}
+	for i, t := range q.AllowedTenants {
+		// The shape is checked before lower-casing (ASCII only).
+		switch {
+		case !tenantIDRE.MatchString(t):
+			hint := ""
+			if strings.Contains(t, ".") {
+				hint = " (a domain name? the ID token's issuer carries the tenant ID, a GUID)"
+			}
+			bad("quirks.allowed_tenants %q: must be a tenant ID, 1 to 64 letters, digits and '-'%s", clipStr(t), hint)
+		case slices.Contains([]string{"common", "organizations", "consumers"}, strings.ToLower(t)):
+			bad("quirks.allowed_tenants %q: an alias for many tenants, not a tenant; list tenant IDs", t)
+		}
+		q.AllowedTenants[i] = strings.ToLower(t)
 	}
 	return errs
 }

@@ -202,11 +202,12 @@ func (v *assertionVerifier) checkClaims(cl *assertionClaims, id string) *asserti
 	case cl.LoginRequestID == "":
 		return refuseAssertion(AssertionMalformed, "login_request_id missing")
 	case cl.LoginRequestID != id:
-		return refuseAssertion(AssertionWrongRequest, "login_request_id %s, but the request is for %s", clip(cl.LoginRequestID), clip(id))
+		return refuseAssertion(AssertionWrongRequest, "login_request_id names another login request than the path")
 	case len(cl.Audience) == 0:
 		return refuseAssertion(AssertionMalformed, "aud missing")
 	case len(cl.Audience) != 1 || cl.Audience[0] != v.audience(id):
-		return refuseAssertion(AssertionWrongAudience, "aud %s, want exactly %s", clip(strings.Join(cl.Audience, " ")), clip(v.audience(id)))
+		return refuseAssertion(AssertionWrongAudience, "aud %s, want exactly %s",
+			clip(maskID(strings.Join(cl.Audience, " "), id)), clip(maskID(v.audience(id), id)))
 	case cl.Expiry == nil || cl.IssuedAt == nil:
 		return refuseAssertion(AssertionMalformed, "exp and iat are required")
 	case cl.ID == "":
@@ -226,6 +227,15 @@ func (v *assertionVerifier) checkClaims(cl *assertionClaims, id string) *asserti
 		return refuseAssertion(AssertionLifetimeTooLong, "exp is %s after iat, at most %s is accepted", exp.Sub(iat), MaxAssertionLifetime)
 	}
 	return nil
+}
+
+// maskID replaces login request id in s by "{id}": audit details never
+// name a login request by its id (a bearer handle for it while it lives).
+func maskID(s, id string) string {
+	if id == "" {
+		return s
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(s, url.PathEscape(id), "{id}"), id, "{id}")
 }
 
 // clip quotes an attacker-chosen value for the audit record, cut to 120 bytes.

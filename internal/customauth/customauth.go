@@ -6,40 +6,50 @@
 //	GET /login/custom?return_to=/local/path
 //	  → a login request (id + state, single use, 10 minutes) is stored as a
 //	    login flow (internal/loginflow: in the database, by the hashes of id
-//	    and state, so any node can go on with it), the state is bound to
-//	    this browser by an HttpOnly SameSite=Lax cookie holding an HMAC of
-//	    it under a key derived from the server key, and the browser goes to
+//	    and state, the state itself sealed under the server key, so any
+//	    node can go on with it), the state is bound to this browser by an
+//	    HttpOnly SameSite=Lax cookie holding an HMAC of it under a key
+//	    derived from the server key, and the browser goes to
 //	    <login URL>?login_request_id=…&state=…
 //	POST /api/login-requests/{login_request_id}/user   (operator app → mcpgate)
 //	  Authorization: Bearer <shared secret>, or Bearer <assertion>: a JWT
 //	  signed with the app's private key (key-pair mode, assertion.go)
 //	  {"sub","email","email_verified","name", …custom claims}
 //	  → the user's description is checked and attached to the request
-//	    (once: a conditional update, whichever node gets it)
-//	GET /login/callback?state=…                          (browser)
-//	  → state, request, freshness, single use and the browser cookie checked;
-//	    the user provisioned through identity.Provisioner (issuer
-//	    "custom:<login URL origin>", subject = sub), a session started with
-//	    the custom claims, 303 to return_to.
+//	    with the hash of a fresh one-time callback code (once: a
+//	    conditional update, whichever node gets it); the answer is
+//	    {"status":"ok","redirect_to":"<public URL>/login/callback?state=…&code=…"}
+//	GET /login/callback?state=…&code=…                   (browser, sent to redirect_to by the app)
+//	  → the code must be the request's (else unknown_request, nothing
+//	    used up); the request is used up; then the browser cookie must be
+//	    the one of the browser that started (else browser_mismatch: the
+//	    app's redirect reached another browser than the one that started
+//	    the sign-in — a forwarded login link); the user provisioned
+//	    through identity.Provisioner (issuer "custom:<login URL origin>",
+//	    subject = sub), a session started with the custom claims, 303 to
+//	    return_to.
+//
+// Why both the code and the cookie: see loginflow/callback.go.
 //
 // Audit: login_request.created, login_request.completed and
 // login_request.refused (reason bad_secret or bad_assertion, unknown_request,
-// expired, replayed, state_mismatch, browser_mismatch, invalid_claims; at
+// expired, replayed, browser_mismatch, invalid_claims, user_disabled; at
 // the start rate_limited and too_many_pending). Details name the login
-// flow by its public id (login_flow), never by the login request id or
-// state.
+// flow by its public id (login_flow), never by the login request id,
+// state or code.
 package customauth
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -48,6 +58,7 @@ import (
 	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/loginflow"
+	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/verify"
@@ -66,7 +77,6 @@ const (
 	ReasonUnknownRequest  = "unknown_request"
 	ReasonExpired         = "expired"
 	ReasonReplayed        = "replayed"
-	ReasonStateMismatch   = "state_mismatch"
 	ReasonBrowserMismatch = "browser_mismatch"
 	ReasonInvalidClaims   = "invalid_claims"
 	ReasonUserDisabled    = "user_disabled"
@@ -81,7 +91,7 @@ const (
 	MaxClaims      = session.MaxClaims
 	MaxClaimBytes  = session.MaxClaimBytes
 	maxSubject     = 255
-	bindCookie     = "mcpgate_login_request"
+	bindCookie     = "mcpgate_login_request" // "__Host-mcpgate_login_request" on https (loginflow.NewBindingCookie)
 	cookiePath     = "/login/"
 	maxIDOrState   = 100
 	MinSecretBytes = 32
@@ -90,12 +100,15 @@ const (
 // Standard members of the posted body; everything else is a custom claim.
 var standard = map[string]bool{"sub": true, "email": true, "email_verified": true, "name": true}
 
-// Options configure the handler. LoginURL, Secret or PublicKeys, Flows, Accounts,
-// Sessions, Audit, ErrorPage and SafeReturnTo are required.
+// Options configure the handler. LoginURL, Secret or PublicKeys, BaseURL,
+// Flows, Accounts, Sessions, Audit, ErrorPage and SafeReturnTo are
+// required.
 type Options struct {
 	LoginURL string // the operator app's login page
 	Secret   []byte // shared secret the app authenticates with (≥ 32 bytes)
-	BaseURL  string // mcpgate's public URL (Secure cookies when https)
+	// BaseURL is mcpgate's public URL: the callback URL handed to the app
+	// is built on it, and on https the binding cookie is a __Host- cookie.
+	BaseURL string
 	// Flows keeps the login requests (shared with every node through the
 	// store and the server key) and limits how many are started.
 	Flows    *loginflow.Flows
@@ -127,6 +140,7 @@ type Handler struct {
 	opts   Options
 	issuer string
 	auth   appAuth
+	cookie loginflow.BindingCookie
 }
 
 // New builds the handler.
@@ -138,6 +152,10 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u, err := url.Parse(opts.BaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("customauth.New: BaseURL %q must be mcpgate's absolute public URL (the callback URL is built on it)", opts.BaseURL)
+	}
+	opts.BaseURL = strings.TrimRight(opts.BaseURL, "/")
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -148,7 +166,7 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{opts: opts, issuer: iss, auth: auth}, nil
+	return &Handler{opts: opts, issuer: iss, auth: auth, cookie: loginflow.NewBindingCookie(bindCookie, cookiePath, opts.BaseURL)}, nil
 }
 
 // Issuer is the identity source name users of loginURL are linked under:
@@ -186,11 +204,13 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	}
 	id, state := "lr_"+loginflow.Token(), loginflow.Token()
 	now := h.opts.Now()
+	// The state is sealed into the row: postUser, on whichever node, puts
+	// it into the callback URL it answers with.
 	f, err := h.opts.Flows.Create(r.Context(), store.LoginFlow{
 		Kind: store.LoginFlowCustom, StateHash: loginflow.Hash(state), RequestHash: loginflow.Hash(id),
 		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), Source: httpx.ClientKey(r),
 		CreatedAt: now, ExpiresAt: now.Add(RequestTTL),
-	}, nil)
+	}, []byte(state))
 	switch {
 	case errors.Is(err, store.ErrFull):
 		h.opts.Flows.RefuseFull(w, r, err, store.LoginFlowCustom, h.opts.ErrorPage, note)
@@ -199,10 +219,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: bindCookie, Value: h.opts.Flows.Binding(store.LoginFlowCustom, state), Path: cookiePath, MaxAge: int(RequestTTL / time.Second),
-		HttpOnly: true, Secure: strings.HasPrefix(h.opts.BaseURL, "https://"), SameSite: http.SameSiteLaxMode,
-	})
+	h.cookie.Set(w, h.opts.Flows.Binding(store.LoginFlowCustom, state), RequestTTL)
 	h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeCreated, Outcome: store.OutcomeAllow,
 		Details: map[string]any{"login_flow": f.ID}})
 	u, _ := url.Parse(h.opts.LoginURL)
@@ -215,6 +232,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 
 // postUser: the operator app says who signed in.
 func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
+	httpx.LogRoute(r) // the path holds the login request id
 	w.Header().Set("Cache-Control", "no-store")
 	id := r.PathValue("id")
 	refuse := func(status int, reason, msg string, details map[string]any) {
@@ -242,9 +260,11 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 	}
 	var f store.LoginFlow
 	err = store.ErrNotFound
+	code, codeHash := loginflow.NewCallbackCode()
 	if id != "" && len(id) <= maxIDOrState {
-		// Once only, whichever node the app reaches: a conditional update.
-		f, err = h.opts.Flows.Store().SetLoginFlowUser(r.Context(), loginflow.Hash(id), encodeUser(u), h.opts.Now())
+		// Once only, whichever node the app reaches: a conditional update,
+		// which also keeps the callback code's hash.
+		f, err = h.opts.Flows.Store().SetLoginFlowUser(r.Context(), loginflow.Hash(id), encodeUser(u), codeHash, h.opts.Now())
 	}
 	flow := map[string]any{"login_flow": f.ID}
 	switch {
@@ -260,8 +280,32 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "temporarily_unavailable",
 			"error_description": "mcpgate could not store the user right now; try again in a moment"})
 	default:
-		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+		redirect, err := h.redirectTo(f, code)
+		if err != nil {
+			// The user is attached but the state does not open (this node
+			// has another server key, or the request was started by a
+			// version that did not seal it): nobody can finish this
+			// request, and posting again would be a replay.
+			h.opts.Logger.LogAttrs(r.Context(), slog.LevelError, "customauth: cannot build the callback URL", slog.Any("err", err))
+			httpx.WriteJSON(w, http.StatusInternalServerError, map[string]string{"error": "server_error",
+				"error_description": "mcpgate could not build the callback URL for this login request; the sign-in must be started again"})
+			return
+		}
+		httpx.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok", "redirect_to": redirect})
 	}
+}
+
+// redirectTo is the URL the app sends the browser that signed in to:
+// mcpgate's callback with the request's state (opened from the row) and
+// the one-time callback code. Only that browser gets the code; the one
+// that started the sign-in holds the binding cookie; the callback wants
+// both.
+func (h *Handler) redirectTo(f store.LoginFlow, code string) (string, error) {
+	state, err := h.opts.Flows.Open(f)
+	if err != nil {
+		return "", err
+	}
+	return h.opts.BaseURL + "/login/callback?state=" + url.QueryEscape(string(state)) + "&code=" + url.QueryEscape(code), nil
 }
 
 // parseUser reads and checks the posted user description.
@@ -272,6 +316,12 @@ func parseUser(body io.Reader) (*User, error) {
 			return nil, fmt.Errorf("the body is larger than %d bytes", MaxBodyBytes)
 		}
 		return nil, errors.New("the body could not be read")
+	}
+	// One reading for every node and every later reader: a repeated member
+	// ({"sub":"u-100",…,"sub":"u-1"}, perhaps spliced in through a display
+	// name the app copied into its JSON) is refused, not "last one wins".
+	if err := httpx.CheckJSON(raw); err != nil {
+		return nil, fmt.Errorf("the body is not acceptable JSON: %v", err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
@@ -327,6 +377,17 @@ func parseUser(body io.Reader) (*User, error) {
 		if err != nil {
 			return nil, fmt.Errorf("claim %q: %v", k, err)
 		}
+		if k == principal.RolesClaim {
+			// Kept as every login source keeps claim roles
+			// (principal.ClaimRoles: bounded, plain, never "admin"), so
+			// neither the session nor an access token copying "roles"
+			// ever says admin.
+			roles := principal.ClaimRoles(cv)
+			if len(roles) == 0 {
+				continue
+			}
+			cv = roles
+		}
 		u.Claims[k] = cv
 	}
 	return u, nil
@@ -369,8 +430,6 @@ func claimValue(v any) (any, error) { return session.ClaimValue(v) }
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	pageHeaders(w)
 	q := r.URL.Query()
-	state, wantID := q.Get("state"), q.Get("login_request_id")
-	retry := "Go back to the sign-in page and try again."
 	var flowID string
 	fail := func(status int, reason string, details map[string]any, title, msg string) {
 		d := map[string]any{"stage": "callback"}
@@ -386,16 +445,24 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeRefused, Outcome: store.OutcomeDeny, Reason: reason, Details: d})
 		h.opts.ErrorPage(w, r, status, title, msg)
 	}
-	invalid := "This sign-in link is not valid (it was already used, is older than 10 minutes, or was started in another browser). " + retry
 
-	f, reason, err := h.take(r, state, wantID)
+	f, reason, err := h.take(r, q.Get("state"), q.Get("code"))
 	flowID = f.ID
 	switch {
 	case err != nil:
 		h.unavailable(w, r, err)
 		return
+	case reason == ReasonBrowserMismatch:
+		fail(http.StatusBadRequest, reason, map[string]any{"used_up": true,
+			"note": "the callback code was right but the browser did not start this sign-in: a login link opened in another browser, possibly forwarded by whoever started it"},
+			"Sign-in started in another browser",
+			"This sign-in was started in another browser, so it cannot be finished here. It has been cancelled, and nobody can use it now. "+
+				"If you did not start it, someone may have sent you this link to get into your account; they have not got in. "+
+				"If you did start it, go back to the sign-in page in this browser and sign in again.")
+		return
 	case reason != "":
-		fail(http.StatusBadRequest, reason, nil, "Sign-in expired or invalid", invalid)
+		fail(http.StatusBadRequest, reason, nil, "Sign-in expired or invalid",
+			"This sign-in link is not valid (it is incomplete, was already used, or is older than 10 minutes). Go back to the sign-in page and try again.")
 		return
 	}
 	u, err := parseUser(strings.NewReader(f.User))
@@ -403,8 +470,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, fmt.Errorf("the stored user of %s does not read back: %w", f.ID, err))
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: cookiePath, MaxAge: -1, HttpOnly: true,
-		Secure: strings.HasPrefix(h.opts.BaseURL, "https://"), SameSite: http.SameSiteLaxMode})
+	h.cookie.Clear(w)
 
 	acct, err := h.opts.Accounts.Provision(r.Context(), identity.ExternalAccount{
 		Issuer: h.issuer, Subject: u.Subject, Email: u.Email, EmailVerified: u.EmailVerified,
@@ -429,43 +495,44 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
+	details := map[string]any{"login_flow": f.ID, "issuer": h.issuer, "subject": u.Subject}
+	if len(u.Claims) > 0 {
+		details["claims"] = slices.Sorted(maps.Keys(u.Claims)) // names only, as every login records them
+	}
 	h.opts.Audit.Record(r.Context(), audit.Event{
-		Type: TypeCompleted, Outcome: store.OutcomeAllow, UserID: acct.ID, CredentialID: sess.ID,
-		Details: map[string]any{"login_flow": f.ID, "issuer": h.issuer, "subject": u.Subject, "claims": u.Claims},
+		Type: TypeCompleted, Outcome: store.OutcomeAllow, UserID: acct.ID, CredentialID: sess.ID, Details: details,
 	})
 	http.Redirect(w, r, f.ReturnTo, http.StatusSeeOther)
 }
 
-// take checks the login request the callback names and uses it up. It
-// returns the used flow, or the flow and why it is refused, or a storage
-// error. The checks run before the single use, so that a stranger holding
-// a leaked state (without the cookie, or with another id) cannot burn the
-// user's sign-in.
-func (h *Handler) take(r *http.Request, state, wantID string) (store.LoginFlow, string, error) {
-	if state == "" || len(state) > maxIDOrState {
+// take checks the callback's state and code and uses the login request
+// up. It returns the used flow, or the flow (if any) and why it is
+// refused, or a storage error.
+//
+// Without the request's callback code nothing is used up and the answer is
+// unknown_request, whatever the state names: whoever holds a state (the
+// browser that started, or anyone it leaked to) learns nothing about the
+// request by polling, and cannot spoil the user's sign-in. With the code,
+// the request is used up first (of racing callbacks on any nodes exactly
+// one wins), and only then is the browser cookie checked: a browser with
+// the code but without the cookie is the one the app sent back after
+// someone else started the sign-in — exactly a forwarded login link — so
+// the request must die there rather than wait for the starter's browser.
+func (h *Handler) take(r *http.Request, state, code string) (store.LoginFlow, string, error) {
+	if state == "" || len(state) > maxIDOrState || code == "" || len(code) > maxIDOrState {
 		return store.LoginFlow{}, ReasonUnknownRequest, nil
 	}
-	st, now := h.opts.Flows.Store(), h.opts.Now()
+	st := h.opts.Flows.Store()
 	f, err := st.GetLoginFlow(r.Context(), store.LoginFlowCustom, loginflow.Hash(state))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return store.LoginFlow{}, ReasonUnknownRequest, nil
 	case err != nil:
 		return store.LoginFlow{}, "", err
-	case wantID != "" && subtle.ConstantTimeCompare(loginflow.Hash(wantID), f.RequestHash) != 1:
-		return f, ReasonStateMismatch, nil
-	case !now.Before(f.ExpiresAt):
-		return f, ReasonExpired, nil
-	case !f.UsedAt.IsZero():
-		return f, ReasonReplayed, nil
-	case !h.opts.Flows.Bound(r, bindCookie, store.LoginFlowCustom, state):
-		return f, ReasonBrowserMismatch, nil
-	case f.User == "":
-		return f, ReasonStateMismatch, nil // the app never said who signed in for this request
+	case !loginflow.CallbackCodeMatches(f, code):
+		return f, ReasonUnknownRequest, nil
 	}
-	// Single use from here on, whichever node gets the browser: of racing
-	// callbacks exactly one wins.
-	f, err = st.UseLoginFlow(r.Context(), store.LoginFlowCustom, f.StateHash, now)
+	f, err = st.UseLoginFlow(r.Context(), store.LoginFlowCustom, f.StateHash, h.opts.Now())
 	switch {
 	case errors.Is(err, store.ErrReplayed):
 		return f, ReasonReplayed, nil
@@ -473,8 +540,12 @@ func (h *Handler) take(r *http.Request, state, wantID string) (store.LoginFlow, 
 		return f, ReasonExpired, nil
 	case errors.Is(err, store.ErrNotFound):
 		return f, ReasonUnknownRequest, nil
+	case err != nil:
+		return f, "", err
+	case !h.opts.Flows.Bound(r, h.cookie.Name, store.LoginFlowCustom, state):
+		return f, ReasonBrowserMismatch, nil
 	}
-	return f, "", err
+	return f, "", nil
 }
 
 // refusalLimited passes a refusal (reason) through the per-client refusal

@@ -109,11 +109,9 @@ func TestSignInsInProgressPerClient(t *testing.T) {
 	}
 	// The first sign-in of the /64 finishes: room for one more.
 	u, _ := url.Parse(first.Header().Get("Location"))
-	if w := f.post(u.Query().Get("login_request_id"), "Bearer "+secret, good); w.Code != http.StatusOK {
-		t.Fatalf("post: %d %s", w.Code, w.Body)
-	}
+	redirect := f.postOK(u.Query().Get("login_request_id"), good)
 	c := first.Result().Cookies()[0]
-	if w := f.callback(u.Query().Get("state"), c.Name+"="+c.Value); w.Code != http.StatusSeeOther {
+	if w := f.callback(redirect, c.Name+"="+c.Value); w.Code != http.StatusSeeOther {
 		t.Fatalf("callback: %d %s", w.Code, w.Body)
 	}
 	if w := f.startFrom("[2001:db8:5:5::99]:4444"); w.Code != http.StatusSeeOther {
@@ -162,7 +160,7 @@ func TestRefusalFlood(t *testing.T) {
 		if i%2 == 0 {
 			w = f.post("lr_unknown", "Bearer wrong-secret", good)
 		} else {
-			w = f.callback(fmt.Sprintf("state-%d", i), "")
+			w = f.callback(callbackURL(fmt.Sprintf("state-%d", i), "forged-code"), "")
 		}
 		if w.Code != http.StatusTooManyRequests {
 			continue
@@ -211,7 +209,7 @@ func TestRefusalLimiterDownFailsClosed(t *testing.T) {
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), `"error":"temporarily_unavailable"`) {
 		t.Errorf("post: %d %v %s", w.Code, w.Header(), w.Body)
 	}
-	w = f.callback("state-x", "")
+	w = f.callback(callbackURL("state-x", "forged-code"), "")
 	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" || !strings.Contains(w.Body.String(), "Temporarily unavailable") {
 		t.Errorf("callback: %d %v %s", w.Code, w.Header(), w.Body)
 	}

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -61,5 +62,28 @@ func TestCommonLimitsBodiesAndRecovers(t *testing.T) {
 	}
 	if rec.Header().Get("X-Content-Type-Options") != "nosniff" || rec.Header().Get("X-Frame-Options") != "DENY" {
 		t.Errorf("security headers missing: %v", rec.Header())
+	}
+}
+
+// TestLogRoute: a handler whose path holds a bearer handle (a login
+// request id) has its route pattern logged instead of the path; other
+// requests keep their path.
+func TestLogRoute(t *testing.T) {
+	var out strings.Builder
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/login-requests/{id}/user", func(w http.ResponseWriter, r *http.Request) {
+		LogRoute(r)
+		w.WriteHeader(http.StatusNotFound)
+	})
+	mux.HandleFunc("GET /api/sessions/{id}", func(w http.ResponseWriter, r *http.Request) {})
+	h := Common(mux, slog.New(slog.NewTextHandler(&out, nil)), 1024, nil)
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("POST", "/api/login-requests/lr_SECRETHANDLE/user", nil))
+	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/api/sessions/ses_visible", nil))
+	log := out.String()
+	if strings.Contains(log, "SECRETHANDLE") || !strings.Contains(log, "path=/api/login-requests/{id}/user status=404") {
+		t.Errorf("the login request id is in the request log, or the route is not:\n%s", log)
+	}
+	if !strings.Contains(log, "path=/api/sessions/ses_visible") {
+		t.Errorf("an ordinary path is not logged:\n%s", log)
 	}
 }

@@ -1,6 +1,7 @@
 package httpx
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -52,14 +53,16 @@ type Observe func(r *http.Request, route string, status int, d time.Duration)
 // Common wraps the whole server: request info in the context, recovery from
 // panics (a 500 with no details; the stack goes to the log), security
 // headers, a body limit, and one structured log line per request. The log
-// has the path but never the query string or headers, where credentials
-// could be. The client address is the TCP peer, or the address the
-// trusted proxies forwarded (ClientIPBehind).
+// has the path (or, for routes that asked with LogRoute, the route
+// pattern) but never the query string or headers, where credentials could
+// be. The client address is the TCP peer, or the address the trusted
+// proxies forwarded (ClientIPBehind).
 func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe, trustedProxies ...netip.Prefix) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		info := RequestInfo{ClientIP: ClientIPBehind(r, trustedProxies), UserAgent: UserAgent(r), RequestID: newRequestID()}
-		r = r.WithContext(WithInfo(r.Context(), info))
+		logged := &loggedPath{}
+		r = r.WithContext(context.WithValue(WithInfo(r.Context(), info), loggedPathKey{}, logged))
 		rec := &StatusRecorder{ResponseWriter: w}
 		h := rec.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -86,7 +89,7 @@ func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe,
 						if v == http.ErrAbortHandler {
 							panic(v)
 						}
-						log.Error("panic serving request", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+						log.Error("panic serving request", "path", logged.of(r), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 						if rec.Status == 0 {
 							WriteJSON(rec, http.StatusInternalServerError, OAuthError{Error: "server_error", Description: "internal error"})
 						}
@@ -103,10 +106,42 @@ func Common(next http.Handler, log *slog.Logger, maxBody int64, observe Observe,
 			observe(r, r.Pattern, rec.Status, d)
 		}
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("method", r.Method), slog.String("path", truncatePath(r.URL.Path)),
+			slog.String("method", r.Method), slog.String("path", truncatePath(logged.of(r))),
 			slog.Int("status", rec.Status), slog.Int64("bytes", rec.Bytes),
 			slog.Duration("duration", d), slog.String("ip", info.ClientIP), slog.String("request_id", info.RequestID))
 	})
+}
+
+// loggedPath is what the request log shows for a request's path: the path
+// itself, unless the handler asked for its route pattern (LogRoute).
+type loggedPath struct{ route string }
+
+type loggedPathKey struct{}
+
+func (l *loggedPath) of(r *http.Request) string {
+	if l.route != "" {
+		return l.route
+	}
+	return r.URL.Path
+}
+
+// LogRoute makes the request log show r's route pattern (without its
+// method: "/api/login-requests/{id}/user") instead of its path, for routes
+// whose path holds a bearer handle that must not land in logs. Call it
+// from the handler Common wraps (r.Pattern is set by then).
+func LogRoute(r *http.Request) {
+	l, ok := r.Context().Value(loggedPathKey{}).(*loggedPath)
+	if !ok {
+		return
+	}
+	route := r.Pattern
+	if _, path, found := strings.Cut(route, " "); found {
+		route = path
+	}
+	if route == "" {
+		route = "(route hidden)"
+	}
+	l.route = route
 }
 
 func isFormPost(r *http.Request) bool {

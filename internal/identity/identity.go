@@ -37,17 +37,14 @@ var ErrUserExists = errors.New("a user with this email already exists")
 // otherwise let two visually identical accounts exist (international domains
 // go in their punycode form).
 func NormalizeEmail(s string) (string, error) {
-	e := strings.ToLower(strings.TrimSpace(s))
+	e, ascii := lowerASCII(strings.TrimSpace(s))
 	switch {
 	case e == "":
 		return "", &ValidationError{"email", "is required"}
 	case len(e) > 254:
 		return "", &ValidationError{"email", "is too long (at most 254 characters)"}
-	}
-	for i := 0; i < len(e); i++ {
-		if e[i] < 0x21 || e[i] > 0x7e {
-			return "", &ValidationError{"email", "must be plain ASCII without spaces (use the punycode form for international domains)"}
-		}
+	case !ascii:
+		return "", &ValidationError{"email", "must be plain ASCII without spaces (use the punycode form for international domains)"}
 	}
 	addr, err := mail.ParseAddress(e)
 	if err != nil || addr.Address != e || addr.Name != "" {
@@ -58,6 +55,52 @@ func NormalizeEmail(s string) (string, error) {
 		return "", &ValidationError{"email", "is not a valid email address"}
 	}
 	return e, nil
+}
+
+// lowerASCII lower-cases s when every byte of it is printable ASCII
+// without spaces (0x21-0x7e), and says whether it was. The check comes
+// first: strings.ToLower maps some non-ASCII letters to ASCII ones (U+212A
+// KELVIN SIGN becomes "k"), so checking its result would let a look-alike
+// address pass as, and match, a plain one.
+func lowerASCII(s string) (string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return s, false
+		}
+	}
+	return strings.ToLower(s), true
+}
+
+// EmailDomain returns the domain of an address as NormalizeEmail
+// normalises it (lower case), or false when the address does not
+// normalise. Rules that match accounts by email domain use it, so they see
+// the domain of the address the account would be given.
+func EmailDomain(email string) (string, bool) {
+	e, err := NormalizeEmail(email)
+	if err != nil {
+		return "", false
+	}
+	_, domain, _ := strings.Cut(e, "@")
+	return domain, true
+}
+
+// NormalizeEmailDomain normalises a domain named in an email-domain rule
+// ("@Example.com" becomes "example.com"): a host name of at least two
+// labels of letters, digits and '-', lower-cased like NormalizeEmail's
+// addresses (ASCII only, checked before lower-casing), so EmailDomain's
+// results compare equal to it byte for byte.
+func NormalizeEmailDomain(s string) (string, error) {
+	d, ascii := lowerASCII(strings.TrimPrefix(strings.TrimSpace(s), "@"))
+	labels := strings.Split(d, ".")
+	ok := ascii && len(d) <= 253 && len(labels) >= 2
+	for _, l := range labels {
+		ok = ok && l != "" && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-' &&
+			!strings.ContainsFunc(l, func(r rune) bool { return (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' })
+	}
+	if !ok {
+		return "", &ValidationError{"domain", "must be a domain such as example.com, in ASCII (the punycode form for international domains)"}
+	}
+	return d, nil
 }
 
 // CheckDisplayName bounds a display name and refuses control characters.

@@ -23,6 +23,9 @@ func TestNormalizeEmail(t *testing.T) {
 		"", "alice", "alice@", "@example.com", "Alice <alice@example.com>",
 		"аlice@example.com", // Cyrillic а: a look-alike must not create a second "alice"
 		"alice@exаmple.com",
+		// U+212A KELVIN SIGN lower-cases to ASCII "k": it must be refused
+		// as non-ASCII, not folded into kate@example.com.
+		"\u212Aate@example.com", "kate@\u212Aelvin.example", "\u212A@example.com",
 		"alice@example.com\x00", "a b@example.com", "alice@example.com, bob@example.com",
 		"' OR 1=1 --@example.com",
 		strings.Repeat("a", 250) + "@example.com",
@@ -35,6 +38,35 @@ func TestNormalizeEmail(t *testing.T) {
 			if !errors.As(err, &ve) || ve.Field != "email" {
 				t.Errorf("NormalizeEmail(%q): error %v is not a field error", in, err)
 			}
+		}
+	}
+}
+
+func TestEmailDomain(t *testing.T) {
+	for in, want := range map[string]string{
+		"Pat@Example.COM":          "example.com",
+		"pat@sub.example.org":      "sub.example.org",
+		"pat@\u212Aelvin.example":  "", // not kelvin.example
+		"pat@evil.com@example.com": "",
+		"no-at-sign":               "",
+		"":                         "",
+	} {
+		got, ok := EmailDomain(in)
+		if got != want || ok != (want != "") {
+			t.Errorf("EmailDomain(%q) = %q, %v; want %q", in, got, ok, want)
+		}
+	}
+}
+
+func TestNormalizeEmailDomain(t *testing.T) {
+	for in, want := range map[string]string{"@Example.com": "example.com", " sub.Example.org ": "sub.example.org", "xn--bcher-kva.example": "xn--bcher-kva.example"} {
+		if got, err := NormalizeEmailDomain(in); err != nil || got != want {
+			t.Errorf("NormalizeEmailDomain(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "@", "localhost", "example", "a@example.com", "exa mple.com", "example.com/x", "bücher.example", "\u212Aelvin.example", "example..com"} {
+		if got, err := NormalizeEmailDomain(in); err == nil {
+			t.Errorf("NormalizeEmailDomain(%q) accepted as %q", in, got)
 		}
 	}
 }

@@ -145,6 +145,25 @@ func TestProvisionUnverifiedEmailNotStored(t *testing.T) {
 	}
 }
 
+// A source that vouches for a look-alike address (U+212A KELVIN SIGN for
+// the "K") neither links to nor takes the plain address's user: the
+// address does not normalise, so the account gets the placeholder.
+func TestProvisionLookAlikeEmailDoesNotLink(t *testing.T) {
+	e := newProvisionEnv(t)
+	ctx := t.Context()
+	kate, err := e.svc.Create(ctx, NewUser{Email: "kate@example.com", Name: "Kate", Password: "a long enough password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := e.p.Provision(ctx, ExternalAccount{Issuer: idp, Subject: "not-kate", Email: "\u212Aate@example.com", EmailVerified: true, LinkByEmail: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.ID == kate.ID || u.Email != PlaceholderEmail(idp, "not-kate") {
+		t.Errorf("provisioned %s with email %q; want a new user with the placeholder, not kate (%s)", u.ID, u.Email, kate.ID)
+	}
+}
+
 // Twenty concurrent first requests of one account, on two provisioners
 // sharing a database (two nodes), end with one user and one link.
 func TestProvisionConcurrentFirstRequests(t *testing.T) {

@@ -104,7 +104,7 @@ func (d Decision) Has(method string) bool { return slices.Contains(d.Methods, me
 // struct fields case-insensitively, the SDK's decoder does not, and a
 // differential would let {"name":"transfer","NAME":"getBalance"} be checked
 // as one tool and run as another. A map matches keys exactly; duplicate keys
-// never reach it (checkJSON refuses them first).
+// never reach it (httpx.CheckJSON refuses them first).
 type wireMessage = map[string]json.RawMessage
 
 // Decide parses body as a JSON-RPC message or batch and checks every
@@ -117,7 +117,7 @@ func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 	// duplicate wins (and on whether null overrides), so a body with
 	// {"name":"transfer","name":null} could be checked as one tool here and
 	// run as another by the server behind us (a parser differential).
-	if err := checkJSON(body); err != nil {
+	if err := httpx.CheckJSON(body); err != nil {
 		return d
 	}
 	var raws []json.RawMessage
@@ -180,66 +180,6 @@ func (pol *Policy) Decide(p *principal.Principal, body []byte) Decision {
 // MaxBatch bounds the messages of one JSON-RPC batch (protocol 2025-03-26):
 // without a bound one request could run thousands of tools.
 const MaxBatch = 20
-
-// maxJSONDepth bounds nesting; real MCP messages are shallow.
-const maxJSONDepth = 64
-
-// checkJSON walks body once and refuses duplicate keys in any object and
-// nesting deeper than maxJSONDepth.
-func checkJSON(body []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	type frame struct {
-		object    bool
-		keys      map[string]struct{}
-		expectKey bool
-	}
-	var stack []frame
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			if len(stack) != 0 {
-				return errors.New("unterminated JSON")
-			}
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if n := len(stack); n > 0 && stack[n-1].object {
-			top := &stack[n-1]
-			if top.expectKey {
-				if key, ok := tok.(string); ok {
-					if _, dup := top.keys[key]; dup {
-						return fmt.Errorf("duplicate key %q", key)
-					}
-					top.keys[key] = struct{}{}
-					top.expectKey = false
-					continue
-				}
-			} else {
-				top.expectKey = true // this token is the value
-			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			if len(stack) >= maxJSONDepth {
-				return errors.New("JSON nested too deeply")
-			}
-			stack = append(stack, frame{object: true, keys: map[string]struct{}{}, expectKey: true})
-		case json.Delim('['):
-			if len(stack) >= maxJSONDepth {
-				return errors.New("JSON nested too deeply")
-			}
-			stack = append(stack, frame{})
-		case json.Delim('}'), json.Delim(']'):
-			stack = stack[:len(stack)-1]
-			if n := len(stack); n > 0 && stack[n-1].object {
-				stack[n-1].expectKey = true
-			}
-		}
-	}
-}
 
 // WriteParseError answers a body that is not JSON-RPC (JSON-RPC 2.0 §5.1:
 // -32700 Parse error, with a null id since none could be read).

@@ -6,7 +6,8 @@ package server_test
 // OAuth client: dynamic registration, PKCE code flow, refresh). With
 // --access-token-claims organization_id,roles the client's access tokens
 // carry both claims, tools see the organisation and the auditor role —
-// and the "admin" the application claimed gives no admin power anywhere.
+// and the "admin" the application claimed is dropped at the sign-in, so
+// it is in no token and gives no admin power anywhere.
 
 import (
 	"bytes"
@@ -43,7 +44,7 @@ func customLoginEnv(t *testing.T, tokenClaims ...string) *env {
 // signInWithCustomLogin signs ua's browser in through custom login as a
 // user the application describes with body: the browser starts the login
 // request, the application posts the user (with the shared secret), the
-// browser comes back to /login/callback.
+// browser comes back to the redirect_to of mcpgate's answer.
 func signInWithCustomLogin(t *testing.T, e *env, ua *userAgent, body map[string]any) {
 	t.Helper()
 	browser := &http.Client{Jar: ua.c.Jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -64,12 +65,15 @@ func signInWithCustomLogin(t *testing.T, e *env, ua *userAgent, body map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("posting the user: %d %s", resp.StatusCode, answer)
+	var answer struct {
+		RedirectTo string `json:"redirect_to"`
 	}
-	resp, err = browser.Get(e.base + "/login/callback?state=" + url.QueryEscape(loc.Query().Get("state")))
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || !strings.HasPrefix(answer.RedirectTo, e.base+"/login/callback?") {
+		t.Fatalf("posting the user: %d %+v %v", resp.StatusCode, answer, err)
+	}
+	resp, err = browser.Get(answer.RedirectTo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,9 +154,10 @@ func TestCustomClaimsInAccessTokens(t *testing.T) {
 	check := func(when string) {
 		t.Helper()
 		tok := oc.sources.current(t).token().AccessToken
-		// (a) The access token carries the two claims the operator named.
+		// (a) The access token carries the two claims the operator named;
+		// "admin" was never kept from the application's roles.
 		claims := tokenPayload(t, tok)
-		if claims["organization_id"] != org || !cmp.Equal(claims["roles"], []any{"auditor", "admin"}) {
+		if claims["organization_id"] != org || !cmp.Equal(claims["roles"], []any{"auditor"}) {
 			t.Errorf("%s: access token claims organization_id=%v roles=%v", when, claims["organization_id"], claims["roles"])
 		}
 		// (b) A tool scopes its answer by the organisation claim.

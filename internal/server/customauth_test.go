@@ -7,7 +7,10 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,11 +18,13 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/mcpgate/mcpgate/examples/custom-login/app"
 	"github.com/mcpgate/mcpgate/internal/browsertest"
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/customauth"
+	"github.com/mcpgate/mcpgate/internal/store"
 )
 
 // TestCustomLoginExampleApp: the example login application (its own user
@@ -106,8 +111,8 @@ func customLoginExampleApp(t *testing.T, keyPair bool) {
 		t.Fatalf("no identity link for (%s, u-100): %v", issuer, err)
 	}
 	ev := e.lastAudit(customauth.TypeCompleted)
-	claims, _ := ev.Details["claims"].(map[string]any)
-	if ev.Outcome != "allow" || ev.UserID != link.UserID || claims["organization_id"] != "org-acme" {
+	// The audit record names the claims; their values stay with the session.
+	if ev.Outcome != "allow" || ev.UserID != link.UserID || !cmp.Equal(ev.Details["claims"], []any{"organization_id", "roles"}) {
 		t.Fatalf("login_request.completed = %+v", ev)
 	}
 	if ev := e.lastAudit(customauth.TypeCreated); ev.Outcome != "allow" {
@@ -144,4 +149,86 @@ func appKeyPair(t *testing.T) (crypto.Signer, string) {
 		t.Fatal(err)
 	}
 	return key, path
+}
+
+// TestCustomLoginForwardedLink (review #5, F1; the reviewer's attack,
+// kept as a regression test): an attacker starts a custom login in its
+// own browser and sends the (genuine) app link to a victim, who signs in
+// at the real example app. The app's redirect reaches the victim's
+// browser, which has the one-time callback code but not the attacker's
+// binding cookie: the sign-in is refused there with a page saying what
+// happened, and used up. The attacker — cookie, state, polling before
+// and after — never gets a session, as the victim or at all.
+func TestCustomLoginForwardedLink(t *testing.T) {
+	exampleApp := &app.App{Users: app.DemoUsers}
+	appSrv := httptest.NewServer(exampleApp)
+	defer appSrv.Close()
+	e := newEnv(t, func(cfg *config.Config) {
+		cfg.CustomLoginURL = appSrv.URL + "/login"
+		exampleApp.Secret = strings.Repeat("s3cret-", 6)
+		cfg.CustomLoginSecret = exampleApp.Secret
+	})
+	exampleApp.MCPGateURL = e.base
+
+	// 1. The attacker's browser starts a sign-in at mcpgate.
+	attacker := browserClient()
+	resp, _ := fetch(t, attacker, "GET", e.base+"/login/custom?return_to=/account", nil)
+	phishLink := resp.Header.Get("Location") // <app>/login?login_request_id=…&state=…
+	lu, err := url.Parse(phishLink)
+	if resp.StatusCode != http.StatusSeeOther || err != nil || !strings.HasPrefix(phishLink, appSrv.URL+"/login?") {
+		t.Fatalf("start: %d %s", resp.StatusCode, phishLink)
+	}
+	state := lu.Query().Get("state")
+	poll := func() int {
+		t.Helper()
+		resp, _ := fetch(t, attacker, "GET", e.base+"/login/callback?state="+url.QueryEscape(state), nil)
+		return resp.StatusCode
+	}
+	if code := poll(); code != http.StatusBadRequest {
+		t.Fatalf("early poll: %d", code)
+	}
+
+	// 2. The victim opens the genuine app link and signs in at the app.
+	victim := browserClient()
+	if resp, body := fetch(t, victim, "GET", phishLink, nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("victim opens the app: %d %s", resp.StatusCode, body)
+	}
+	resp, body := fetch(t, victim, "POST", appSrv.URL+"/login", url.Values{
+		"login_request_id": {lu.Query().Get("login_request_id")}, "state": {state},
+		"username": {"carol@acme.example"}, "password": {"carol-password"},
+	})
+	cb := resp.Header.Get("Location")
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(cb, e.base+"/login/callback?") {
+		t.Fatalf("victim's app sign-in: %d %s %s", resp.StatusCode, cb, body)
+	}
+	// The victim's browser follows to mcpgate: refused, and told why.
+	resp, body = fetch(t, victim, "GET", cb, nil)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "started in another browser") ||
+		!strings.Contains(body, "someone may have sent you this link") {
+		t.Fatalf("victim's callback: %d %s", resp.StatusCode, body)
+	}
+	ev := e.lastAudit(customauth.TypeRefused)
+	if ev.Reason != customauth.ReasonBrowserMismatch || ev.Details["used_up"] != true {
+		t.Fatalf("login_request.refused = %+v", ev)
+	}
+
+	// 3. The attacker, with its binding cookie: polling, or even the
+	// victim's whole callback URL, signs nobody in.
+	if code := poll(); code != http.StatusBadRequest {
+		t.Fatalf("attacker's poll after the victim's sign-in: %d", code)
+	}
+	resp, _ = fetch(t, attacker, "GET", cb, nil)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("attacker with the victim's callback URL: %d", resp.StatusCode)
+	}
+	if ev := e.lastAudit(customauth.TypeRefused); ev.Reason != customauth.ReasonReplayed {
+		t.Fatalf("login_request.refused = %+v, want replayed", ev)
+	}
+	if resp, body := fetch(t, attacker, "GET", e.base+"/api/sessions", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("the attacker's browser has a session: %d %s", resp.StatusCode, body)
+	}
+	issuer, _ := customauth.Issuer(appSrv.URL + "/login")
+	if _, err := e.srv.Core().DB.GetIdentity(context.Background(), issuer, "u-100"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("carol was provisioned by the refused sign-ins: %v", err)
+	}
 }

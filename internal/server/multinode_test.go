@@ -237,8 +237,18 @@ func TestCustomLoginRacingCallbacks(t *testing.T) {
 	q := loc.Query()
 	req, _ := http.NewRequest("POST", c.base+"/api/login-requests/"+q.Get("login_request_id")+"/user", strings.NewReader(`{"sub":"u-7","name":"Racer"}`))
 	req.Header.Set("Authorization", "Bearer "+secret)
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("posting the user: %v %v", resp, err)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var answer struct {
+		RedirectTo string `json:"redirect_to"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	resp.Body.Close()
+	callback, _ := url.Parse(answer.RedirectTo)
+	if resp.StatusCode != http.StatusOK || err != nil || callback == nil || callback.Query().Get("code") == "" {
+		t.Fatalf("posting the user: %d %+v %v", resp.StatusCode, answer, err)
 	}
 	front, _ := url.Parse(c.base)
 	var cookie string
@@ -252,7 +262,7 @@ func TestCustomLoginRacingCallbacks(t *testing.T) {
 	for i := range n {
 		target := c.nodes[i%2].ts.URL
 		wg.Go(func() {
-			req, _ := http.NewRequest("GET", target+"/login/callback?state="+url.QueryEscape(q.Get("state")), nil)
+			req, _ := http.NewRequest("GET", target+"/login/callback?"+callback.RawQuery, nil)
 			req.Header.Set("Cookie", cookie)
 			resp, err := http.DefaultTransport.RoundTrip(req)
 			if err != nil {

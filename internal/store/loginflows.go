@@ -66,6 +66,11 @@ type LoginFlow struct {
 	// flow stays until it expires, so a replay is told apart from an
 	// unknown state.
 	UsedAt time.Time
+	// CallbackHash is, for a custom flow, the SHA-256 of the one-time
+	// callback code handed out with the posted user (set together with
+	// User; nil until then): /login/callback must bring the code, which
+	// only the browser the application redirects ever sees.
+	CallbackHash []byte
 }
 
 // LoginFlowLimits bound the rows CreateLoginFlow may add to; 0: no bound.
@@ -93,12 +98,13 @@ type LoginFlowStore interface {
 	// GetLoginFlow returns the flow of kind whose state has this SHA-256;
 	// used and expired ones too (the caller decides). ErrNotFound.
 	GetLoginFlow(ctx context.Context, kind string, stateHash []byte) (LoginFlow, error)
-	// SetLoginFlowUser sets User (non-empty) of the custom flow whose login
-	// request id has this SHA-256, once: ErrNotFound for an unknown one,
+	// SetLoginFlowUser sets User (non-empty) and CallbackHash (a 32-byte
+	// SHA-256 digest) of the custom flow whose login request id has this
+	// SHA-256, once: ErrNotFound for an unknown one,
 	// ErrExpired when it is not live at `at`, ErrReplayed when a user was
 	// set before or the flow was used. It returns the flow as stored (on
 	// ErrExpired and ErrReplayed too, unchanged).
-	SetLoginFlowUser(ctx context.Context, requestHash []byte, user string, at time.Time) (LoginFlow, error)
+	SetLoginFlowUser(ctx context.Context, requestHash []byte, user string, callbackHash []byte, at time.Time) (LoginFlow, error)
 	// UseLoginFlow marks the flow of kind whose state has this SHA-256
 	// used at `at`, once: ErrNotFound for an unknown one, ErrExpired when
 	// it is not live at `at`, ErrReplayed when it was used before. It

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,21 +131,30 @@ func (p *provider) account(ctx context.Context, code string, f *flow) (account, 
 	if err != nil {
 		return account{}, &refusal{reason: ReasonUpstreamError, err: err}
 	}
+	// go-oidc checks the signature, iss (except in multi-tenant mode, see
+	// checkTenant), aud (contains client_id) and exp: OIDC Core §3.1.3.7
+	// items 2, 3 and 9. It does not look at azp when aud has several
+	// values (items 4 and 5, SHOULDs). That is acceptable here: this ID
+	// token comes straight from the token endpoint over TLS (item 6), in
+	// exchange for this login's code, PKCE verifier and client secret, so
+	// it was issued to this client and no other party's token can be
+	// substituted for it.
 	idt, err := v.Verify(tctx, raw)
 	if err != nil {
 		return account{}, &refusal{reason: ReasonBadIDToken, err: err}
 	}
+	var claims map[string]any
+	if err := idt.Claims(&claims); err != nil {
+		return account{}, &refusal{reason: ReasonBadIDToken, subject: idt.Subject, err: err}
+	}
 	if p.cfg.Quirks.AllowIssuerMismatchForMultitenant {
-		if idt.Issuer != p.cfg.Issuer && !matchIssuerTemplate(p.template, idt.Issuer) {
-			return account{}, &refusal{reason: ReasonBadIDToken, subject: idt.Subject, err: fmt.Errorf("issuer %q does not match %q", clip(idt.Issuer, 200), p.template)}
+		if rf := p.checkTenant(idt.Issuer, claims); rf != nil {
+			rf.subject = idt.Subject
+			return account{}, rf
 		}
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(f.nonce)) != 1 {
 		return account{}, &refusal{reason: ReasonNonceMismatch, subject: idt.Subject, err: errors.New("the ID token's nonce is not this login's")}
-	}
-	var claims map[string]any
-	if err := idt.Claims(&claims); err != nil {
-		return account{}, &refusal{reason: ReasonBadIDToken, subject: idt.Subject, err: err}
 	}
 	a := account{Issuer: idt.Issuer, Subject: idt.Subject, Claims: claims}
 	a.Email, _ = claims["email"].(string)
@@ -151,6 +162,31 @@ func (p *provider) account(ctx context.Context, code string, f *flow) (account, 
 	a.Name, _ = claims["name"].(string)
 	a.Groups = claimStrings(claims["groups"])
 	return a, nil
+}
+
+// checkTenant stands in for the issuer check go-oidc skips in multi-tenant
+// mode (OIDC Core §3.1.3.7 item 2): iss must be the discovered template
+// with a tenant in the place of "{tenantid}", that tenant one of
+// quirks.allowed_tenants, and a "tid" claim, when present, that same
+// tenant. Anybody can create an Entra tenant and be its administrator, and
+// the administrator chooses the roles, groups and claims of its accounts:
+// without the list every one of those would count here.
+func (p *provider) checkTenant(iss string, claims map[string]any) *refusal {
+	tenant, ok := issuerTenant(p.template, iss)
+	if !ok {
+		return &refusal{reason: ReasonBadIDToken, err: fmt.Errorf("issuer %q does not match %q", clip(iss, 200), p.template)}
+	}
+	if tid, present := claims["tid"]; present {
+		if s, _ := tid.(string); s != tenant {
+			return &refusal{reason: ReasonBadIDToken, err: fmt.Errorf("claim tid %q is not the issuer's tenant %q", clip(fmt.Sprint(tid), 100), tenant)}
+		}
+	}
+	// Tenant ids are ASCII (issuerTenant), so lower-casing folds nothing
+	// else into them; the configured ones are lower case.
+	if !slices.Contains(p.cfg.Quirks.AllowedTenants, strings.ToLower(tenant)) {
+		return &refusal{reason: ReasonTenantNotAllowed, tenant: tenant, err: fmt.Errorf("tenant %q is not in quirks.allowed_tenants", tenant)}
+	}
+	return nil
 }
 
 // githubAccount asks GitHub's user API who the token belongs to.

@@ -14,8 +14,9 @@
 //	    key. Starts are rate limited per client IP.
 //	GET /login/upstream/{name}/callback?code=…&state=…
 //	  → state checked (and consumed), code exchanged, ID token verified
-//	    (audience = client_id, nonce) or GitHub's user API asked, allow
-//	    rules applied, the user provisioned or linked by (issuer, subject)
+//	    (audience = client_id, nonce; for a multi-tenant issuer, a tenant
+//	    of quirks.allowed_tenants) or GitHub's user API asked, allow and
+//	    deny rules applied, the user provisioned or linked by (issuer, subject)
 //	    through identity.Provisioner, an mcpgate session started (keeping
 //	    the roles of the provider's roles_claim as the "roles" custom claim
 //	    and its custom_claims, see sessionClaims), 303 to return_to.
@@ -67,11 +68,15 @@ const (
 	ReasonInvalidClaims = "invalid_claims" // subject or issuer unusable
 )
 
+// ReasonTenantNotAllowed: a multi-tenant provider's ID token is from a
+// tenant not in quirks.allowed_tenants (audit detail "tenant").
+const ReasonTenantNotAllowed = "tenant_not_allowed"
+
 // FlowTTL is how long a started login may take.
 const FlowTTL = loginflow.TTL
 
 const (
-	bindCookie      = "mcpgate_upstream"
+	bindCookie      = "mcpgate_upstream" // "__Host-mcpgate_upstream" on https (loginflow.NewBindingCookie)
 	defaultTimeout  = 10 * time.Second
 	maxAPIBodyBytes = 1 << 20
 )
@@ -106,6 +111,7 @@ type Handler struct {
 	opts      Options
 	client    *http.Client
 	providers map[string]*provider
+	cookie    loginflow.BindingCookie
 }
 
 // flow is what the callback needs of a started login.
@@ -141,7 +147,7 @@ func New(opts Options) (*Handler, error) {
 		tr = http.DefaultTransport
 	}
 	h := &Handler{
-		opts: opts, providers: map[string]*provider{},
+		opts: opts, providers: map[string]*provider{}, cookie: loginflow.NewBindingCookie(bindCookie, "/login/upstream/", opts.BaseURL),
 		client: &http.Client{
 			Timeout: opts.Timeout, Transport: tr,
 			// Never follow a provider's redirects with the token or code.
@@ -217,12 +223,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
-		Name: bindCookie, Value: h.opts.Flows.Binding(store.LoginFlowUpstream, state), Path: "/login/upstream/", MaxAge: int(FlowTTL / time.Second),
-		HttpOnly: true, Secure: strings.HasPrefix(h.opts.BaseURL, "https://"),
-		// Lax: sent on the provider's top-level redirect back here.
-		SameSite: http.SameSiteLaxMode,
-	})
+	h.cookie.Set(w, h.opts.Flows.Binding(store.LoginFlowUpstream, state), FlowTTL)
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(sec.Verifier)}
 	if p.cfg.Type == config.UpstreamOIDC {
 		opts = append(opts, oauth2.SetAuthURLParam("nonce", sec.Nonce))
@@ -260,7 +261,7 @@ func (h *Handler) take(r *http.Request, provider, state string) (*flow, string, 
 		return nil, "", err
 	case f.Provider != provider:
 		return nil, "other_provider", nil
-	case !h.opts.Flows.Bound(r, bindCookie, store.LoginFlowUpstream, state):
+	case !h.opts.Flows.Bound(r, h.cookie.Name, store.LoginFlowUpstream, state):
 		return nil, "browser_mismatch", nil
 	}
 	raw, err := h.opts.Flows.Open(f)
@@ -301,8 +302,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 			"This sign-in link is not valid any more (it was already used, is older than 10 minutes, or was started in another browser). "+retry)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: bindCookie, Value: "", Path: "/login/upstream/", MaxAge: -1, HttpOnly: true,
-		Secure: strings.HasPrefix(h.opts.BaseURL, "https://"), SameSite: http.SameSiteLaxMode})
+	h.cookie.Clear(w)
 	if e := q.Get("error"); e != "" {
 		fail(http.StatusForbidden, ReasonDenied, "", map[string]any{"error": clip(e, 100), "error_description": clip(q.Get("error_description"), 300)},
 			"Sign-in cancelled", p.cfg.DisplayName+" did not sign you in. "+retry)
@@ -319,7 +319,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.opts.Logger.LogAttrs(r.Context(), slog.LevelWarn, "upstream: login refused", slog.String("provider", name),
 			slog.String("reason", rf.reason), slog.Any("err", rf.err))
 		d := map[string]any{"error": clip(errString(rf.err), 300)}
+		if rf.tenant != "" {
+			d["tenant"] = rf.tenant
+		}
 		switch rf.reason {
+		case ReasonTenantNotAllowed:
+			fail(http.StatusForbidden, rf.reason, rf.subject, d, "Not allowed",
+				"Accounts of your organisation's "+p.cfg.DisplayName+" directory are not allowed to sign in to this server. Ask your mcpgate administrator.")
 		case ReasonUpstreamError:
 			fail(http.StatusBadGateway, rf.reason, rf.subject, d, "Sign-in failed", p.cfg.DisplayName+" did not answer correctly. Please try again in a moment, or sign in another way.")
 		default:
@@ -327,12 +333,21 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if p.cfg.TreatEmailAsVerified && acct.Email != "" {
+		acct.EmailVerified = true // the operator vouches for this provider's addresses
+	}
 	msg, ok := allowed(p.cfg.Allow, acct)
 	if ok {
 		msg, ok = notDenied(p.cfg.Deny, acct)
 	}
 	if !ok {
-		fail(http.StatusForbidden, ReasonNotAllowed, acct.Subject, map[string]any{"rule": msg}, "Not allowed",
+		// What the operator needs to tell "wrong domain" from "not
+		// verified" (the address itself stays out of the audit log).
+		d := map[string]any{"rule": msg, "email_verified": acct.EmailVerified}
+		if domain, ok := identity.EmailDomain(acct.Email); ok {
+			d["email_domain"] = domain
+		}
+		fail(http.StatusForbidden, ReasonNotAllowed, acct.Subject, d, "Not allowed",
 			"Your "+p.cfg.DisplayName+" account is not allowed to sign in to this server ("+msg+"). Ask your mcpgate administrator.")
 		return
 	}
@@ -402,10 +417,11 @@ type account struct {
 	Claims                       map[string]any
 }
 
-// refusal is a failed callback: the audit reason, the subject when known.
+// refusal is a failed callback: the audit reason, the subject and the
+// tenant when known.
 type refusal struct {
-	reason, subject string
-	err             error
+	reason, subject, tenant string
+	err                     error
 }
 
 // sessionClaims are the custom claims an OIDC sign-in keeps with its
@@ -442,17 +458,8 @@ func sessionClaims(cfg config.UpstreamProvider, acct account) (map[string]any, e
 // allowed applies the allow rules; every configured rule must hold.
 func allowed(a config.UpstreamAllow, acct account) (string, bool) {
 	if len(a.EmailDomains) > 0 {
-		_, domain, _ := strings.Cut(strings.ToLower(acct.Email), "@")
-		ok := acct.EmailVerified && domain != ""
-		if ok {
-			ok = false
-			for _, d := range a.EmailDomains {
-				if domain == d {
-					ok = true
-				}
-			}
-		}
-		if !ok {
+		domain, ok := identity.EmailDomain(acct.Email)
+		if !acct.EmailVerified || !ok || !slices.Contains(a.EmailDomains, domain) {
 			return "verified email domain", false
 		}
 	}
@@ -467,27 +474,48 @@ func allowed(a config.UpstreamAllow, acct account) (string, bool) {
 	return "", true
 }
 
-// notDenied applies the deny rules; any rule that matches refuses. An
-// email's domain matches whether or not the provider verified the address:
-// a deny rule errs on the side of refusing.
+// notDenied applies the deny rules; any rule that matches refuses. A deny
+// rule errs on the side of refusing: an email's domain matches whether or
+// not the provider verified the address, and an address whose domain
+// cannot be read reliably (one identity.EmailDomain does not accept, such
+// as a non-ASCII look-alike) is refused when there are email-domain rules.
 func notDenied(d config.UpstreamRules, acct account) (string, bool) {
-	if len(d.EmailDomains) > 0 {
-		_, domain, _ := strings.Cut(strings.ToLower(acct.Email), "@")
-		for _, x := range d.EmailDomains {
-			if domain == x {
-				return "denied email domain", false
-			}
+	if len(d.EmailDomains) > 0 && acct.Email != "" {
+		domain, ok := identity.EmailDomain(acct.Email)
+		if !ok {
+			return "unreadable email address", false
 		}
+		if slices.Contains(d.EmailDomains, domain) {
+			return "denied email domain", false
+		}
+	}
+	if len(d.Groups) > 0 && (elsewhere(acct.Claims, "groups") || acct.Claims["hasgroups"] == true) {
+		return "group list not in the ID token", false
 	}
 	if anyIn(acct.Groups, d.Groups) {
 		return "denied group", false
 	}
 	for name, values := range d.Claims {
+		if elsewhere(acct.Claims, name) {
+			return "claim " + clip(name, 60) + " not in the ID token", false
+		}
 		if anyIn(claimStrings(acct.Claims[name]), values) {
 			return "denied claim " + clip(name, 60), false
 		}
 	}
 	return "", true
+}
+
+// elsewhere reports whether the ID token says claim name is kept at
+// another source instead of in the token: an aggregated or distributed
+// claim, listed in "_claim_names" (OIDC Core §5.6.2). Entra ID does this
+// with "groups" for a user in too many groups ("groups overage"; with
+// "hasgroups": true in tokens of the implicit flow). mcpgate does not
+// fetch such claims, so a deny rule on them cannot tell and refuses.
+func elsewhere(claims map[string]any, name string) bool {
+	names, _ := claims["_claim_names"].(map[string]any)
+	_, ok := names[name]
+	return ok
 }
 
 func anyIn(have, want []string) bool {
@@ -524,15 +552,20 @@ func claimStrings(v any) []string {
 	return nil
 }
 
-// matchIssuerTemplate: tmpl contains "{tenantid}"; iss must equal it with a
-// tenant id (letters, digits, '-') in its place.
-func matchIssuerTemplate(tmpl, iss string) bool {
+// issuerTenant returns the tenant id of iss when iss equals the issuer
+// template tmpl with a tenant id (config.TenantIDPattern: ASCII letters,
+// digits, '-') in the place of "{tenantid}".
+func issuerTenant(tmpl, iss string) (string, bool) {
 	i := strings.Index(tmpl, "{tenantid}")
 	if i < 0 {
-		return false
+		return "", false
 	}
-	re := "^" + regexp.QuoteMeta(tmpl[:i]) + "[A-Za-z0-9-]{1,64}" + regexp.QuoteMeta(tmpl[i+len("{tenantid}"):]) + "$"
-	return regexp.MustCompile(re).MatchString(iss)
+	re := "^" + regexp.QuoteMeta(tmpl[:i]) + "(" + config.TenantIDPattern + ")" + regexp.QuoteMeta(tmpl[i+len("{tenantid}"):]) + "$"
+	m := regexp.MustCompile(re).FindStringSubmatch(iss)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
 }
 
 func clip(s string, n int) string {

@@ -103,6 +103,13 @@ func newIDP(t *testing.T, clk *clock) *idp {
 			"jwks_uri": p.srv.URL + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
 		})
 	})
+	// Entra ID style multi-tenant discovery: the issuer is a template.
+	mux.HandleFunc("/common/v2.0/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{
+			"issuer": p.srv.URL + "/{tenantid}/v2.0", "authorization_endpoint": p.srv.URL + "/authorize", "token_endpoint": p.srv.URL + "/token",
+			"jwks_uri": p.srv.URL + "/jwks", "id_token_signing_alg_values_supported": []string{"RS256"},
+		})
+	})
 	mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: []jose.JSONWebKey{{Key: &key.PublicKey, KeyID: "k1", Algorithm: "RS256", Use: "sig"}}})
 	})
@@ -187,6 +194,11 @@ func newEnvWith(t *testing.T, fo loginflow.Options, providers ...func(p *idp) co
 // node starts a handler for the env's providers over fo.Store, with its
 // own Flows: another mcpgate node on the same database.
 func (e *env) node(fo loginflow.Options) (*httptest.Server, *Handler) {
+	return e.nodeAt(fo, "")
+}
+
+// nodeAt is node with the public URL base ("": the test server's URL).
+func (e *env) nodeAt(fo loginflow.Options, base string) (*httptest.Server, *Handler) {
 	t := e.t
 	fo.Logger = quiet
 	flows, err := loginflow.New(fo)
@@ -197,8 +209,11 @@ func (e *env) node(fo loginflow.Options) (*httptest.Server, *Handler) {
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
+	if base == "" {
+		base = srv.URL
+	}
 	h, err := New(Options{
-		Providers: e.list, BaseURL: srv.URL, Flows: flows,
+		Providers: e.list, BaseURL: base, Flows: flows,
 		Accounts: identity.NewProvisioner(identity.New(db, e.rec), db),
 		Sessions: session.New(db, e.rec, session.Options{Logger: quiet}),
 		Audit:    e.rec,
@@ -379,6 +394,66 @@ func TestStateReplayMismatchAndExpiry(t *testing.T) {
 	e.clk.add(FlowTTL + time.Second)
 	resp, body = e.finish(b, "corp", state, "good-code")
 	e.stateRefused(t, resp, body, "expired")
+}
+
+// cookieClient sends cookie with every request (a browser on an https
+// origin; the test servers speak http) and does not follow redirects.
+type cookieClient string
+
+func (c cookieClient) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Cookie", string(c))
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestBindingCookieOnHTTPS (review #5, F5): on an https public URL the
+// binding cookie is __Host-mcpgate_upstream (Path=/, Secure), which a
+// sibling subdomain cannot set; a planted cookie under the plain name
+// binds nothing. On http it keeps its plain name and path.
+func TestBindingCookieOnHTTPS(t *testing.T) {
+	db := storetest.SQLite(t)
+	e := newEnvWith(t, loginflow.Options{Store: db, ServerKey: serverKey})
+	srv, _ := e.nodeAt(loginflow.Options{Store: db, ServerKey: serverKey}, "https://mcp.example.com")
+	start := func() (state string, c *http.Cookie) {
+		t.Helper()
+		resp, err := browser().Get(srv.URL + "/login/upstream/corp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		cs := resp.Cookies()
+		if len(cs) != 1 || cs[0].Name != "__Host-mcpgate_upstream" || cs[0].Path != "/" || !cs[0].Secure || !cs[0].HttpOnly || cs[0].Domain != "" {
+			t.Fatalf("binding cookie on https: %+v", cs)
+		}
+		q := resp.Header.Get("Location")
+		loc, _ := url.Parse(q)
+		e.idp.mu.Lock()
+		e.idp.challenge = loc.Query().Get("code_challenge")
+		e.idp.mu.Unlock()
+		e.nonce = loc.Query().Get("nonce")
+		return loc.Query().Get("state"), cs[0]
+	}
+	noFollow := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	state, c := start()
+	planted := &http.Client{Transport: cookieClient("mcpgate_upstream=" + c.Value), CheckRedirect: noFollow}
+	resp, body := e.finishAt(srv.URL, planted, "corp", state, "good-code")
+	e.stateRefused(t, resp, body, "browser_mismatch")
+
+	state, c = start()
+	real := &http.Client{Transport: cookieClient(c.Name + "=" + c.Value), CheckRedirect: noFollow}
+	if resp, body := e.finishAt(srv.URL, real, "corp", state, "good-code"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("callback with the __Host- cookie: %d %s", resp.StatusCode, body)
+	}
+
+	resp, err := browser().Get(e.srv.URL + "/login/upstream/corp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cs := resp.Cookies(); len(cs) != 1 || cs[0].Name != "mcpgate_upstream" || cs[0].Path != "/login/upstream/" || cs[0].Secure {
+		t.Errorf("binding cookie on http: %+v", cs)
+	}
 }
 
 func TestStateOfAnotherProvider(t *testing.T) {
@@ -616,6 +691,8 @@ func TestAllowRules(t *testing.T) {
 		{config.UpstreamAllow{EmailDomains: []string{"example.org"}}, nil, false},
 		{config.UpstreamAllow{EmailDomains: []string{"example.com"}}, func(a *account) { a.EmailVerified = false }, false},
 		{config.UpstreamAllow{EmailDomains: []string{"example.com"}}, func(a *account) { a.Email = "pat@evil.com@example.com" }, false},
+		// U+212A KELVIN SIGN lower-cases to "k": a look-alike domain is not kelvin.example.
+		{config.UpstreamAllow{EmailDomains: []string{"kelvin.example"}}, func(a *account) { a.Email = "pat@\u212Aelvin.example" }, false},
 		{config.UpstreamAllow{Groups: []string{"ops"}}, nil, true},
 		{config.UpstreamAllow{Groups: []string{"finance"}}, nil, false},
 		{config.UpstreamAllow{Claims: map[string][]string{"dept": {"r&d"}, "roles": {"b"}, "staff": {"true"}}}, nil, true},
@@ -664,16 +741,88 @@ func TestQuirkParams(t *testing.T) {
 
 func TestMultitenantIssuerTemplate(t *testing.T) {
 	tmpl := "https://login.microsoftonline.com/{tenantid}/v2.0"
-	for iss, want := range map[string]bool{
-		"https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0": true,
-		"https://login.microsoftonline.com/x/y/v2.0":                                  false,
-		"https://evil.example/9188040d/v2.0":                                          false,
-		"https://login.microsoftonline.com//v2.0":                                     false,
-		"https://login.microsoftonline.com/abc/v2.0/extra":                            false,
+	for iss, want := range map[string]string{
+		"https://login.microsoftonline.com/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0": "9188040d-6c67-4c5b-b112-36a304b66dad",
+		"https://login.microsoftonline.com/x/y/v2.0":                                  "",
+		"https://evil.example/9188040d/v2.0":                                          "",
+		"https://login.microsoftonline.com//v2.0":                                     "",
+		"https://login.microsoftonline.com/abc/v2.0/extra":                            "",
+		"https://login.microsoftonline.com/\u212A/v2.0":                               "",
 	} {
-		if got := matchIssuerTemplate(tmpl, iss); got != want {
-			t.Errorf("matchIssuerTemplate(%s) = %v", iss, got)
+		if got, ok := issuerTenant(tmpl, iss); got != want || ok != (want != "") {
+			t.Errorf("issuerTenant(%s) = %q, %v; want %q", iss, got, ok, want)
 		}
+	}
+	if _, ok := issuerTenant("https://login.microsoftonline.com/common/v2.0", "https://login.microsoftonline.com/common/v2.0"); ok {
+		t.Error("a template without {tenantid} names a tenant")
+	}
+}
+
+// REVIEW-5 F2: a multi-tenant provider (Entra /common) signs in only the
+// accounts of allowed_tenants. Anybody can create a tenant and assign
+// themselves app roles in it; such an account is refused before anything
+// is stored, and the audit names the tenant.
+func TestMultitenantAllowedTenants(t *testing.T) {
+	const (
+		ours  = "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b"
+		other = "0b9b4e36-2c5b-4c5e-9d43-5b8a7c1e0f11" // the attacker's own tenant
+	)
+	entra := func(p *idp) config.UpstreamProvider {
+		return config.UpstreamProvider{Name: "entra", DisplayName: "Microsoft", Type: config.UpstreamOIDC, Issuer: p.srv.URL + "/common/v2.0",
+			ClientID: "client-a", ClientSecret: "s", Scopes: []string{"openid"}, RolesClaim: "roles",
+			Quirks: config.UpstreamQuirks{AllowIssuerMismatchForMultitenant: true, AllowedTenants: []string{ours}}}
+	}
+	signIn := func(e *env, iss string, tid any) (*http.Response, string) {
+		e.idp.claims = func(c map[string]any) {
+			c["iss"], c["sub"], c["roles"] = iss, "evil", []any{"auditor"}
+			if tid != nil {
+				c["tid"] = tid
+			}
+		}
+		return e.login("entra")
+	}
+	t.Run("allowed tenant", func(t *testing.T) {
+		e := newEnv(t, entra)
+		iss := e.idp.srv.URL + "/" + ours + "/v2.0"
+		resp, body := signIn(e, iss, ours)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("callback %d %s", resp.StatusCode, body)
+		}
+		// Linked under the tenant's own issuer, with the tenant's roles.
+		if _, err := e.db.GetIdentity(context.Background(), iss, "evil"); err != nil {
+			t.Errorf("link under %s: %v", iss, err)
+		}
+		if ev := e.rec.last(t, TypeLogin); ev.Outcome != store.OutcomeAllow || fmt.Sprint(ev.Details["claims"]) != "[roles]" {
+			t.Errorf("upstream.login = %s %v", ev.Outcome, ev.Details)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		tenant string
+		tid    any
+		reason string
+		detail string
+	}{
+		{"another tenant", other, other, ReasonTenantNotAllowed, other},
+		{"another tenant, no tid", other, nil, ReasonTenantNotAllowed, other},
+		{"the configured /common issuer itself", "common", nil, ReasonTenantNotAllowed, "common"},
+		{"allowed tenant in iss, another in tid", ours, other, ReasonBadIDToken, ""},
+		{"tid not a string", ours, 7, ReasonBadIDToken, ""},
+		{"iss outside the template", ours + "/x", ours, ReasonBadIDToken, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, entra)
+			iss := e.idp.srv.URL + "/" + tc.tenant + "/v2.0"
+			resp, body := signIn(e, iss, tc.tid)
+			e.refused(t, resp, body, http.StatusForbidden, tc.reason)
+			ev := e.rec.last(t, TypeLogin)
+			if tc.detail != "" && ev.Details["tenant"] != tc.detail {
+				t.Errorf("audit details %v, want tenant %s", ev.Details, tc.detail)
+			}
+			if _, err := e.db.GetIdentity(context.Background(), iss, "evil"); err == nil {
+				t.Error("a refused tenant's account was provisioned")
+			}
+		})
 	}
 }
 
@@ -868,23 +1017,46 @@ func TestRolesClaimAndCustomClaims(t *testing.T) {
 func TestDenyRules(t *testing.T) {
 	acct := account{Email: "pat@Contractors.Example.com", EmailVerified: false, Groups: []string{"eng", "interns"},
 		Claims: map[string]any{"dept": "r&d", "roles": []any{"a", "b"}, "suspended": true}}
+	email := func(e string) func(a *account) { return func(a *account) { a.Email = e } }
+	overage := func(claims map[string]any) func(a *account) {
+		return func(a *account) { a.Groups, a.Claims = nil, claims }
+	}
 	cases := []struct {
 		name string
 		deny config.UpstreamRules
+		edit func(a *account)
 		rule string // "" when the account passes
 	}{
-		{"no deny rules", config.UpstreamRules{}, ""},
-		{"denied domain, even unverified, any case", config.UpstreamRules{EmailDomains: []string{"contractors.example.com"}}, "denied email domain"},
-		{"parent domain is another domain", config.UpstreamRules{EmailDomains: []string{"example.com"}}, ""},
-		{"denied group", config.UpstreamRules{Groups: []string{"finance", "interns"}}, "denied group"},
-		{"other group", config.UpstreamRules{Groups: []string{"finance"}}, ""},
-		{"denied claim value in a list", config.UpstreamRules{Claims: map[string][]string{"roles": {"b"}}}, "denied claim roles"},
-		{"denied boolean claim", config.UpstreamRules{Claims: map[string][]string{"suspended": {"true"}}}, "denied claim suspended"},
-		{"claim absent", config.UpstreamRules{Claims: map[string][]string{"missing": {"x"}}}, ""},
+		{"no deny rules", config.UpstreamRules{}, nil, ""},
+		{"denied domain, even unverified, any case", config.UpstreamRules{EmailDomains: []string{"contractors.example.com"}}, nil, "denied email domain"},
+		{"parent domain is another domain", config.UpstreamRules{EmailDomains: []string{"example.com"}}, nil, ""},
+		{"no email, nothing to deny", config.UpstreamRules{EmailDomains: []string{"contractors.example.com"}}, email(""), ""},
+		// An address the domain cannot be read from reliably is refused
+		// rather than waved through: it might be in a denied domain.
+		{"two @: refused", config.UpstreamRules{EmailDomains: []string{"example.com"}}, email("pat@evil.com@example.com"), "unreadable email address"},
+		{"non-ASCII look-alike: refused", config.UpstreamRules{EmailDomains: []string{"other.example"}}, email("pat@\u212Aelvin.example"), "unreadable email address"},
+		{"unreadable address, no domain rule", config.UpstreamRules{Groups: []string{"finance"}}, email("pat@evil.com@example.com"), ""},
+		{"denied group", config.UpstreamRules{Groups: []string{"finance", "interns"}}, nil, "denied group"},
+		{"other group", config.UpstreamRules{Groups: []string{"finance"}}, nil, ""},
+		{"denied claim value in a list", config.UpstreamRules{Claims: map[string][]string{"roles": {"b"}}}, nil, "denied claim roles"},
+		{"denied boolean claim", config.UpstreamRules{Claims: map[string][]string{"suspended": {"true"}}}, nil, "denied claim suspended"},
+		{"claim absent", config.UpstreamRules{Claims: map[string][]string{"missing": {"x"}}}, nil, ""},
+		// Entra "groups overage": a user in too many groups gets no groups
+		// claim, only a pointer to it (OIDC Core §5.6.2 _claim_names), or
+		// hasgroups. A deny rule that cannot see the groups refuses.
+		{"groups overage, _claim_names", config.UpstreamRules{Groups: []string{"finance"}}, overage(map[string]any{"_claim_names": map[string]any{"groups": "src1"}}), "group list not in the ID token"},
+		{"groups overage, hasgroups", config.UpstreamRules{Groups: []string{"finance"}}, overage(map[string]any{"hasgroups": true}), "group list not in the ID token"},
+		{"groups overage, no group rule", config.UpstreamRules{Claims: map[string][]string{"missing": {"x"}}}, overage(map[string]any{"hasgroups": true}), ""},
+		{"distributed claim", config.UpstreamRules{Claims: map[string][]string{"dept": {"sales"}}}, overage(map[string]any{"_claim_names": map[string]any{"dept": "src1"}}), "claim dept not in the ID token"},
+		{"hasgroups false", config.UpstreamRules{Groups: []string{"finance"}}, overage(map[string]any{"hasgroups": false}), ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			rule, ok := notDenied(tc.deny, acct)
+			a := acct
+			if tc.edit != nil {
+				tc.edit(&a)
+			}
+			rule, ok := notDenied(tc.deny, a)
 			if ok != (tc.rule == "") || rule != tc.rule {
 				t.Errorf("notDenied = %q, %v; want %q", rule, ok, tc.rule)
 			}
@@ -907,9 +1079,50 @@ func TestDenyRules(t *testing.T) {
 	if _, err := e.db.GetIdentity(context.Background(), e.idp.srv.URL, "user-1"); err == nil {
 		t.Errorf("a denied account was provisioned")
 	}
+	// Groups overage: no groups claim, a pointer to them instead.
+	e.idp.claims = func(c map[string]any) {
+		c["_claim_names"] = map[string]any{"groups": "src1"}
+		c["_claim_sources"] = map[string]any{"src1": map[string]any{"endpoint": "https://graph.example/getMemberObjects"}}
+	}
+	resp, body = e.login("corp")
+	e.refused(t, resp, body, http.StatusForbidden, ReasonNotAllowed)
+	if !strings.Contains(body, "group list not in the ID token") {
+		t.Errorf("the page does not say why: %s", body)
+	}
 	// The same account outside the denied group signs in.
 	e.idp.claims = func(c map[string]any) { c["groups"] = []any{"eng"} }
 	if resp, body := e.login("corp"); resp.StatusCode != http.StatusSeeOther {
 		t.Errorf("an account outside the denied group: %d %s", resp.StatusCode, body)
+	}
+}
+
+// A provider that never says email_verified (another mcpgate): its email
+// fails the email-domain allow rule — and the audit says it was the
+// verification, not the domain — until the operator vouches for its
+// addresses with treat_email_as_verified; then the user also gets the
+// real address instead of a placeholder.
+func TestTreatEmailAsVerified(t *testing.T) {
+	for _, trust := range []bool{false, true} {
+		e := newEnv(t, func(p *idp) config.UpstreamProvider {
+			c := oidcProvider(p)
+			c.Allow = config.UpstreamAllow{EmailDomains: []string{"example.com"}}
+			c.TreatEmailAsVerified = trust
+			return c
+		})
+		e.idp.claims = func(c map[string]any) { delete(c, "email_verified") }
+		resp, body := e.login("corp")
+		if !trust {
+			e.refused(t, resp, body, http.StatusForbidden, ReasonNotAllowed)
+			if ev := e.rec.last(t, TypeLogin); ev.Details["email_verified"] != false || ev.Details["email_domain"] != "example.com" {
+				t.Errorf("refusal details %v: want email_verified false and email_domain example.com", ev.Details)
+			}
+			continue
+		}
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("trusted provider: %d %s", resp.StatusCode, body)
+		}
+		if pv := e.rec.last(t, identity.TypeUserProvisioned); pv.Details["email"] != "pat@example.com" {
+			t.Errorf("user.provisioned = %v, want the provider's address", pv.Details)
+		}
 	}
 }

@@ -136,6 +136,7 @@ func testLoginFlowCreateErrors(t *testing.T, s store.LoginFlowStore) {
 		"no expiry":              func(f *store.LoginFlow) { f.ExpiresAt = time.Time{} },
 		"born used":              func(f *store.LoginFlow) { f.UsedAt = at(0) },
 		"born with user":         func(f *store.LoginFlow) { f.User, f.UserAt = `{"sub":"x"}`, at(0) },
+		"born with callback":     func(f *store.LoginFlow) { f.CallbackHash = randomHash() },
 		"NUL in return_to":       func(f *store.LoginFlow) { f.ReturnTo = "/a\x00b" },
 		"bad UTF-8 in provider": func(f *store.LoginFlow) {
 			f.Kind, f.RequestHash, f.Provider = store.LoginFlowUpstream, nil, "\xff"
@@ -295,32 +296,34 @@ func testLoginFlowSetUser(t *testing.T, s store.LoginFlowStore) {
 	ctx := t.Context()
 	f := mustLoginFlow(t, s, newCustomFlow(at(0)))
 	const alice, mallory = `{"sub":"alice","roles":["a"]}`, `{"sub":"mallory"}`
-	if _, err := s.SetLoginFlowUser(ctx, randomHash(), alice, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+	code := randomHash()
+	if _, err := s.SetLoginFlowUser(ctx, randomHash(), alice, code, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("unknown request: %v, want ErrNotFound", err)
 	}
-	if _, err := s.SetLoginFlowUser(ctx, f.StateHash, alice, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
+	if _, err := s.SetLoginFlowUser(ctx, f.StateHash, alice, code, at(time.Minute)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the state hash as a request hash: %v, want ErrNotFound", err)
 	}
-	got, err := s.SetLoginFlowUser(ctx, f.RequestHash, alice, at(time.Minute))
+	got, err := s.SetLoginFlowUser(ctx, f.RequestHash, alice, code, at(time.Minute))
 	if err != nil {
 		t.Fatalf("SetLoginFlowUser: %v", err)
 	}
 	want := f
-	want.User, want.UserAt = alice, ms(at(time.Minute))
+	want.User, want.UserAt, want.CallbackHash = alice, ms(at(time.Minute)), code
 	if d := diff(want, got); d != "" {
 		t.Errorf("SetLoginFlowUser (-want +got):\n%s", d)
 	}
-	// Once only: the second description is refused and not kept.
-	again, err := s.SetLoginFlowUser(ctx, f.RequestHash, mallory, at(2*time.Minute))
-	if !errors.Is(err, store.ErrReplayed) || again.User != alice {
-		t.Errorf("second SetLoginFlowUser: user %q, %v; want %q and ErrReplayed", again.User, err, alice)
+	// Once only: the second description (and its code) is refused and
+	// not kept.
+	again, err := s.SetLoginFlowUser(ctx, f.RequestHash, mallory, randomHash(), at(2*time.Minute))
+	if !errors.Is(err, store.ErrReplayed) || again.User != alice || !bytes.Equal(again.CallbackHash, code) {
+		t.Errorf("second SetLoginFlowUser: user %q, %v; want %q with the first code and ErrReplayed", again.User, err, alice)
 	}
 	if d := diff(want, getLoginFlow(t, s, f)); d != "" {
 		t.Errorf("stored after the refusal (-want +got):\n%s", d)
 	}
 	// Expired: refused as such.
 	old := mustLoginFlow(t, s, newCustomFlow(at(0)))
-	if got, err := s.SetLoginFlowUser(ctx, old.RequestHash, alice, old.ExpiresAt); !errors.Is(err, store.ErrExpired) || got.ID != old.ID {
+	if got, err := s.SetLoginFlowUser(ctx, old.RequestHash, alice, code, old.ExpiresAt); !errors.Is(err, store.ErrExpired) || got.ID != old.ID {
 		t.Errorf("at expiry: %s, %v; want the flow and ErrExpired", got.ID, err)
 	}
 	// A used flow takes no user.
@@ -328,7 +331,7 @@ func testLoginFlowSetUser(t *testing.T, s store.LoginFlowStore) {
 	if _, err := s.UseLoginFlow(ctx, used.Kind, used.StateHash, at(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.SetLoginFlowUser(ctx, used.RequestHash, alice, at(time.Minute)); !errors.Is(err, store.ErrReplayed) {
+	if _, err := s.SetLoginFlowUser(ctx, used.RequestHash, alice, code, at(time.Minute)); !errors.Is(err, store.ErrReplayed) {
 		t.Errorf("used flow: %v, want ErrReplayed", err)
 	}
 	// Bad input is refused before anything changes.
@@ -337,11 +340,17 @@ func testLoginFlowSetUser(t *testing.T, s store.LoginFlowStore) {
 		"empty": "", "NUL": "{\"sub\":\"a\x00\"}", "bad UTF-8": "{\"sub\":\"\xff\"}",
 		"too large": `{"x":"` + strings.Repeat("a", store.MaxLoginFlowUserBytes) + `"}`,
 	} {
-		if _, err := s.SetLoginFlowUser(ctx, fresh.RequestHash, user, at(time.Minute)); err == nil || errors.Is(err, store.ErrReplayed) {
+		if _, err := s.SetLoginFlowUser(ctx, fresh.RequestHash, user, code, at(time.Minute)); err == nil || errors.Is(err, store.ErrReplayed) {
 			t.Errorf("%s user: %v, want a validation error", name, err)
 		}
 	}
-	if got := getLoginFlow(t, s, fresh); got.User != "" || !got.UserAt.IsZero() {
+	// The callback code is kept as its SHA-256 only: nothing else fits.
+	for name, hash := range map[string][]byte{"no": nil, "short": code[:16], "plain": []byte("the-callback-code-in-clear-43-bytes-long!!!")} {
+		if _, err := s.SetLoginFlowUser(ctx, fresh.RequestHash, alice, hash, at(time.Minute)); err == nil || errors.Is(err, store.ErrReplayed) {
+			t.Errorf("%s callback hash: %v, want a validation error", name, err)
+		}
+	}
+	if got := getLoginFlow(t, s, fresh); got.User != "" || !got.UserAt.IsZero() || got.CallbackHash != nil {
 		t.Errorf("refused users changed the flow: %+v", got)
 	}
 }
@@ -359,7 +368,7 @@ func testLoginFlowSetUserConcurrent(t *testing.T, s store.LoginFlowStore) {
 	for i := range n {
 		wg.Go(func() {
 			user := fmt.Sprintf(`{"sub":"user-%d"}`, i)
-			_, err := s.SetLoginFlowUser(t.Context(), f.RequestHash, user, at(time.Minute))
+			_, err := s.SetLoginFlowUser(t.Context(), f.RequestHash, user, randomHash(), at(time.Minute))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {

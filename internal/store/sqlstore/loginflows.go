@@ -14,7 +14,7 @@ import (
 var _ store.LoginFlowStore = (*DB)(nil)
 
 const loginFlowColumns = `id, kind, provider, state_hash, request_hash, sealed, return_to, source, posted_user,
-	created_at, expires_at, user_at, used_at`
+	created_at, expires_at, user_at, used_at, callback_hash`
 
 func scanLoginFlow(r rowScanner) (store.LoginFlow, error) {
 	var (
@@ -22,7 +22,7 @@ func scanLoginFlow(r rowScanner) (store.LoginFlow, error) {
 		t [4]sql.NullInt64
 	)
 	if err := r.Scan(&f.ID, &f.Kind, &f.Provider, &f.StateHash, &f.RequestHash, &f.Sealed, &f.ReturnTo, &f.Source, &f.User,
-		&t[0], &t[1], &t[2], &t[3]); err != nil {
+		&t[0], &t[1], &t[2], &t[3], &f.CallbackHash); err != nil {
 		return store.LoginFlow{}, err
 	}
 	if len(f.RequestHash) == 0 {
@@ -30,6 +30,9 @@ func scanLoginFlow(r rowScanner) (store.LoginFlow, error) {
 	}
 	if len(f.Sealed) == 0 {
 		f.Sealed = nil
+	}
+	if len(f.CallbackHash) == 0 {
+		f.CallbackHash = nil
 	}
 	f.CreatedAt, f.ExpiresAt, f.UserAt, f.UsedAt = fromMillis(t[0]), fromMillis(t[1]), fromMillis(t[2]), fromMillis(t[3])
 	return f, nil
@@ -50,7 +53,7 @@ func checkLoginFlow(f store.LoginFlow) error {
 		return fmt.Errorf("store: login flow state hash must be a %d-byte SHA-256 digest", sha256.Size)
 	case len(f.Sealed) > store.MaxLoginFlowSealedBytes:
 		return fmt.Errorf("store: sealed login flow secrets are larger than %d bytes", store.MaxLoginFlowSealedBytes)
-	case f.User != "" || !f.UserAt.IsZero() || !f.UsedAt.IsZero():
+	case f.User != "" || !f.UserAt.IsZero() || !f.UsedAt.IsZero() || f.CallbackHash != nil:
 		return errors.New("store: a new login flow has no user and is unused")
 	case f.ExpiresAt.IsZero():
 		return errors.New("store: login flow has no expiry")
@@ -86,7 +89,7 @@ func (d *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow, limits stor
 			return fmt.Errorf("create login flow: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO login_flows (`+loginFlowColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, NULL, NULL)`,
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, NULL, NULL, NULL)`,
 			f.ID, f.Kind, f.Provider, f.StateHash, request, sealed, f.ReturnTo, f.Source, created.UnixMilli(), f.ExpiresAt.UnixMilli())
 		if err != nil {
 			return fmt.Errorf("create login flow: %w", mapErr(err))
@@ -151,11 +154,14 @@ func (d *DB) GetLoginFlow(ctx context.Context, kind string, stateHash []byte) (s
 	return f, nil
 }
 
-// SetLoginFlowUser attaches the posted user to a live, unused custom flow,
-// once. The condition is in the UPDATE itself, so of concurrent callers on
-// any number of nodes exactly one changes the row.
-func (d *DB) SetLoginFlowUser(ctx context.Context, requestHash []byte, user string, at time.Time) (store.LoginFlow, error) {
+// SetLoginFlowUser attaches the posted user and the hash of its callback
+// code to a live, unused custom flow, once. The condition is in the UPDATE
+// itself, so of concurrent callers on any number of nodes exactly one
+// changes the row.
+func (d *DB) SetLoginFlowUser(ctx context.Context, requestHash []byte, user string, callbackHash []byte, at time.Time) (store.LoginFlow, error) {
 	switch {
+	case len(callbackHash) != sha256.Size:
+		return store.LoginFlow{}, fmt.Errorf("store: the callback hash of a login flow must be a %d-byte SHA-256 digest", sha256.Size)
 	case user == "":
 		return store.LoginFlow{}, errors.New("store: the posted user of a login flow is empty")
 	case len(user) > store.MaxLoginFlowUserBytes:
@@ -168,9 +174,9 @@ func (d *DB) SetLoginFlowUser(ctx context.Context, requestHash []byte, user stri
 		return store.LoginFlow{}, fmt.Errorf("set login flow user: %w", store.ErrNotFound)
 	}
 	atMS := at.UnixMilli()
-	f, err := scanLoginFlow(d.db.QueryRowContext(ctx, `UPDATE login_flows SET posted_user = $2, user_at = $3
+	f, err := scanLoginFlow(d.db.QueryRowContext(ctx, `UPDATE login_flows SET posted_user = $2, user_at = $3, callback_hash = $5
 		WHERE request_hash = $1 AND kind = $4 AND user_at IS NULL AND used_at IS NULL AND expires_at > $3
-		RETURNING `+loginFlowColumns, requestHash, user, atMS, store.LoginFlowCustom))
+		RETURNING `+loginFlowColumns, requestHash, user, atMS, store.LoginFlowCustom, callbackHash))
 	if err == nil {
 		return f, nil
 	}
