@@ -217,11 +217,8 @@ const (
 )
 
 func (a *Authenticator) floodLimited(w http.ResponseWriter, r *http.Request, ref *refusal) bool {
-	ip := httpx.InfoFrom(r.Context()).ClientIP
-	if ip == "" {
-		ip = httpx.ClientIP(r)
-	}
-	d, err := a.refusals.Allow(r.Context(), ip)
+	src := httpx.ClientKey(r) // an IPv6 /64 is one client
+	d, err := a.refusals.Allow(r.Context(), src)
 	if err != nil {
 		a.unavailable(w, fmt.Errorf("authn: refusal rate limit: %w", err))
 		return true
@@ -230,7 +227,7 @@ func (a *Authenticator) floodLimited(w http.ResponseWriter, r *http.Request, ref
 		return false
 	}
 	a.opts.OnDecision("none", store.OutcomeDeny, audit.ReasonRateLimited)
-	if note, err := a.floodNotes.Allow(r.Context(), ip); err == nil && note.Allowed {
+	if note, err := a.floodNotes.Allow(r.Context(), src); err == nil && note.Allowed {
 		a.opts.Audit.Record(r.Context(), audit.Event{
 			Type: audit.TypeAuthRejected, Outcome: store.OutcomeDeny, Reason: audit.ReasonRateLimited,
 			Resource: a.opts.Resource, Details: map[string]any{"last_reason": ref.reason, "note": "further refusals from this address within the minute are counted in metrics only"},

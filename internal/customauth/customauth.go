@@ -208,11 +208,12 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	// it into the callback URL it answers with.
 	f, err := h.opts.Flows.Create(r.Context(), store.LoginFlow{
 		Kind: store.LoginFlowCustom, StateHash: loginflow.Hash(state), RequestHash: loginflow.Hash(id),
-		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), CreatedAt: now, ExpiresAt: now.Add(RequestTTL),
+		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), Source: httpx.ClientKey(r),
+		CreatedAt: now, ExpiresAt: now.Add(RequestTTL),
 	}, []byte(state))
 	switch {
 	case errors.Is(err, store.ErrFull):
-		h.opts.Flows.RefuseFull(w, r, store.LoginFlowCustom, h.opts.ErrorPage, note)
+		h.opts.Flows.RefuseFull(w, r, err, store.LoginFlowCustom, h.opts.ErrorPage, note)
 		return
 	case err != nil:
 		h.unavailable(w, r, err)
@@ -236,14 +237,19 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	refuse := func(status int, reason, msg string, details map[string]any) {
 		d := map[string]any{"stage": "post_user"}
+		if h.refusalLimited(w, r, reason, d, jsonError) {
+			return
+		}
 		for k, v := range details {
 			d[k] = v
 		}
 		h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeRefused, Outcome: store.OutcomeDeny, Reason: reason, Details: d})
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate login requests"`)
+		}
 		httpx.WriteJSON(w, status, map[string]string{"error": reason, "error_description": msg})
 	}
 	if f := h.auth.authenticate(r, id); f != nil {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="mcpgate login requests"`)
 		refuse(http.StatusUnauthorized, f.reason, f.message, f.details)
 		return
 	}
@@ -427,6 +433,9 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	var flowID string
 	fail := func(status int, reason string, details map[string]any, title, msg string) {
 		d := map[string]any{"stage": "callback"}
+		if h.refusalLimited(w, r, reason, d, h.opts.ErrorPage) {
+			return
+		}
 		if flowID != "" {
 			d["login_flow"] = flowID
 		}
@@ -537,6 +546,30 @@ func (h *Handler) take(r *http.Request, state, code string) (store.LoginFlow, st
 		return f, ReasonBrowserMismatch, nil
 	}
 	return f, "", nil
+}
+
+// refusalLimited passes a refusal (reason) through the per-client refusal
+// limit of loginflow; true when that has answered (429, or 503 when the
+// limiter fails) and the refusal must be neither audited nor answered. The
+// one note per client and minute is audited with details (the stage).
+func (h *Handler) refusalLimited(w http.ResponseWriter, r *http.Request, reason string, details map[string]any, page loginflow.Page) bool {
+	return h.opts.Flows.RefusalLimited(w, r, store.LoginFlowCustom, reason, page, func(reason string, more map[string]any) {
+		for k, v := range details {
+			more[k] = v
+		}
+		h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeRefused, Outcome: store.OutcomeDeny, Reason: reason, Details: more})
+	})
+}
+
+// jsonError answers the app's API call in the shape of the endpoint's
+// other errors: {"error", "error_description"} (too_many_requests,
+// temporarily_unavailable).
+func jsonError(w http.ResponseWriter, _ *http.Request, status int, _, msg string) {
+	code := "too_many_requests"
+	if status == http.StatusServiceUnavailable {
+		code = "temporarily_unavailable"
+	}
+	httpx.WriteJSON(w, status, map[string]string{"error": code, "error_description": msg})
 }
 
 func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error) {

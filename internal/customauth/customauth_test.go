@@ -59,8 +59,11 @@ type fixture struct {
 
 var serverKey = []byte("0123456789abcdef0123456789abcdef")
 
+// newFixture: tests of refusals make more of them from one address than
+// the default refusal budget allows (TestRefusalFlood tests that).
 func newFixture(t *testing.T) *fixture {
-	return newFixtureWith(t, loginflow.Options{Store: storetest.SQLite(t), ServerKey: serverKey})
+	return newFixtureWith(t, loginflow.Options{Store: storetest.SQLite(t), ServerKey: serverKey,
+		RefusalLimiter: ratelimit.NewMemory(time.Hour, 1000, 0)})
 }
 
 // newFixtureWith builds the handler over fo.Store (a *sqlstore.DB).

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/ratelimit"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
@@ -93,7 +94,8 @@ func (s *Service) Login(ctx context.Context, email, password, clientIP string) (
 	// Limits first: a refused attempt costs no hashing. The IP limit
 	// applies even to malformed input.
 	if s.loginIP != nil && clientIP != "" {
-		d, err := s.loginIP.Allow(ctx, clientIP)
+		// One budget per client: an IPv6 /64 is one client (RateLimitKey).
+		d, err := s.loginIP.Allow(ctx, httpx.RateLimitKey(clientIP))
 		if err != nil {
 			return store.User{}, fmt.Errorf("identity: login rate limit: %w", err)
 		}

@@ -26,7 +26,7 @@ func newFlows(t *testing.T, st store.LoginFlowStore, serverKey []byte, now func(
 
 func upstreamFlow(state string, now time.Time) store.LoginFlow {
 	return store.LoginFlow{Kind: store.LoginFlowUpstream, Provider: "corp", StateHash: Hash(state),
-		ReturnTo: "/account", CreatedAt: now, ExpiresAt: now.Add(TTL)}
+		ReturnTo: "/account", Source: "192.0.2.1", CreatedAt: now, ExpiresAt: now.Add(TTL)}
 }
 
 // TestSecretsAcrossNodes: secrets sealed by one node open on another with

@@ -467,7 +467,7 @@ func (s *Server) ConfirmEachTime(ctx context.Context, clientID, redirectURI stri
 // endpoint; when it refuses it has answered (429 with Retry-After, or 503
 // when the limiter cannot decide: fail closed).
 func (s *Server) allowAuthorize(w http.ResponseWriter, r *http.Request) bool {
-	d, err := s.opts.AuthorizeLimiter.Allow(r.Context(), "oauth-authorize:"+requestIP(r))
+	d, err := s.opts.AuthorizeLimiter.Allow(r.Context(), "oauth-authorize:"+httpx.ClientKey(r))
 	switch {
 	case err != nil:
 		s.unavailablePage(w, r, err)

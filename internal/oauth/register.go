@@ -546,7 +546,7 @@ func (c *Clients) register(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if c.opts.RegistrationLimiter != nil {
-		d, err := c.opts.RegistrationLimiter.Allow(ctx, "oauth-register:"+requestIP(r))
+		d, err := c.opts.RegistrationLimiter.Allow(ctx, "oauth-register:"+httpx.ClientKey(r))
 		if err != nil {
 			c.opts.Logger.Error("oauth: registration rate limiter failed; refusing", "err", err)
 			h.Set("Retry-After", "5")
@@ -668,13 +668,4 @@ func (c *Clients) refuseRegistration(ctx context.Context, w http.ResponseWriter,
 	})
 	noStore(w)
 	httpx.WriteJSON(w, status, httpx.OAuthError{Error: code, Description: description})
-}
-
-// requestIP is the client IP of the request (set by httpx.Common, else the
-// TCP peer).
-func requestIP(r *http.Request) string {
-	if ip := httpx.InfoFrom(r.Context()).ClientIP; ip != "" {
-		return ip
-	}
-	return httpx.ClientIP(r)
 }

@@ -255,7 +255,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	// Sign-ins through upstream providers and the custom login keep their
 	// pending state in the store, so any node can finish them.
 	s.flows, err = loginflow.New(loginflow.Options{Store: s.core.DB, ServerKey: s.core.ServerKey, Logger: s.log,
-		StartLimiter: s.limiter("login-start", loginflow.DefaultStartEvery, loginflow.DefaultStartBurst)})
+		StartLimiter:   s.limiter("login-start", loginflow.DefaultStartEvery, loginflow.DefaultStartBurst),
+		RefusalLimiter: s.limiter("login-refusal", loginflow.DefaultRefusalEvery, loginflow.DefaultRefusalBurst)})
 	if err != nil {
 		return err
 	}

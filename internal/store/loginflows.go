@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -22,6 +23,10 @@ var (
 	// ErrFull: a bounded table already holds as many live rows as the
 	// caller allows.
 	ErrFull = errors.New("store: too many live rows")
+	// ErrSourceFull is the ErrFull of one source (errors.Is(err, ErrFull)
+	// holds for it too): the rows of the caller's source reached its own
+	// bound, while others may still have room.
+	ErrSourceFull = fmt.Errorf("%w from this source", ErrFull)
 )
 
 // Size bounds of a LoginFlow.
@@ -46,6 +51,10 @@ type LoginFlow struct {
 	RequestHash []byte // custom: SHA-256 of the login request id (32 bytes, unique); upstream: nil
 	Sealed      []byte // caller-sealed secrets, at most MaxLoginFlowSealedBytes; may be nil
 	ReturnTo    string // the local path the browser continues at
+	// Source is the client the sign-in was started from, as per-client
+	// rate limits key it (httpx.RateLimitKey: an IPv4 address or an IPv6
+	// /64); "" counts against no per-source bound.
+	Source string
 	// User is, for a custom flow, the description of the user the
 	// operator's application posted (JSON, at most MaxLoginFlowUserBytes);
 	// "" until then.
@@ -64,16 +73,28 @@ type LoginFlow struct {
 	CallbackHash []byte
 }
 
+// LoginFlowLimits bound the rows CreateLoginFlow may add to; 0: no bound.
+type LoginFlowLimits struct {
+	// Total bounds the live flows (not expired; used ones count until
+	// they expire, as they still take room).
+	Total int
+	// PerSource bounds the pending flows (live and not used yet: sign-ins
+	// still in progress) of one Source. Finished sign-ins do not count, so
+	// many users behind one address who complete their sign-ins are never
+	// held back by it; flows without a Source are not counted.
+	PerSource int
+}
+
 // LoginFlowStore persists login flows. Single use holds across nodes: the
 // state changes are conditional updates of which exactly one of any
 // number of concurrent callers succeeds.
 type LoginFlowStore interface {
-	// CreateLoginFlow stores f when fewer than max flows are live (not
-	// expired at f.CreatedAt); ErrFull otherwise (max <= 0: no bound). The
-	// count and the insert run in one transaction: exact on SQLite; on
-	// PostgreSQL nodes inserting at the same instant may each see the last
-	// free place. ErrConflict on a taken id or hash.
-	CreateLoginFlow(ctx context.Context, f LoginFlow, max int) error
+	// CreateLoginFlow stores f within limits, counted at f.CreatedAt:
+	// ErrSourceFull when f.Source already has limits.PerSource pending
+	// flows, ErrFull when limits.Total flows are live. The counts and the
+	// insert are one serialised step on every backend, so the bounds are
+	// exact across nodes. ErrConflict on a taken id or hash.
+	CreateLoginFlow(ctx context.Context, f LoginFlow, limits LoginFlowLimits) error
 	// GetLoginFlow returns the flow of kind whose state has this SHA-256;
 	// used and expired ones too (the caller decides). ErrNotFound.
 	GetLoginFlow(ctx context.Context, kind string, stateHash []byte) (LoginFlow, error)

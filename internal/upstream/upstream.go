@@ -45,6 +45,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/config"
+	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
 	"github.com/mcpgate/mcpgate/internal/loginflow"
 	"github.com/mcpgate/mcpgate/internal/principal"
@@ -211,11 +212,12 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	now := h.opts.Now()
 	_, err = h.opts.Flows.Create(r.Context(), store.LoginFlow{
 		Kind: store.LoginFlowUpstream, Provider: p.cfg.Name, StateHash: loginflow.Hash(state),
-		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), CreatedAt: now, ExpiresAt: now.Add(FlowTTL),
+		ReturnTo: h.opts.SafeReturnTo(r.URL.Query().Get("return_to")), Source: httpx.ClientKey(r),
+		CreatedAt: now, ExpiresAt: now.Add(FlowTTL),
 	}, secret)
 	switch {
 	case errors.Is(err, store.ErrFull):
-		h.opts.Flows.RefuseFull(w, r, store.LoginFlowUpstream, h.opts.ErrorPage, h.startRefused(r, p.cfg.Name))
+		h.opts.Flows.RefuseFull(w, r, err, store.LoginFlowUpstream, h.opts.ErrorPage, h.startRefused(r, p.cfg.Name))
 		return
 	case err != nil:
 		h.unavailable(w, r, err)
@@ -230,7 +232,8 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, oc.AuthCodeURL(state, opts...), http.StatusSeeOther)
 }
 
-// startRefused audits a refused start (rate limit, too many in progress).
+// startRefused audits a refused start (rate limit, too many in progress)
+// and the note of a refusal flood at the callback.
 func (h *Handler) startRefused(r *http.Request, provider string) loginflow.Note {
 	return func(reason string, details map[string]any) {
 		h.record(r, provider, "", store.OutcomeDeny, reason, details)
@@ -281,6 +284,10 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	name := p.cfg.Name
 	fail := func(status int, reason, subject string, details map[string]any, title, msg string) {
+		// Each refusal costs an audit row: limited per client.
+		if h.opts.Flows.RefusalLimited(w, r, store.LoginFlowUpstream, reason, h.opts.ErrorPage, h.startRefused(r, name)) {
+			return
+		}
 		h.record(r, name, subject, store.OutcomeDeny, reason, details)
 		h.opts.ErrorPage(w, r, status, title, msg)
 	}

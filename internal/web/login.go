@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/identity"
 )
 
@@ -100,6 +101,10 @@ func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
 			// Signed out: stay here rather than bounce into the custom
 			// login (which may sign the user straight back in).
 			d.PasswordURL = "/login?" + localParam + "=1&return_to=" + url.QueryEscape(returnTo)
+		case httpx.CrossSite(r):
+			// Another site sent the browser here: /login/custom would
+			// send it back (it starts sign-ins for same-origin
+			// navigations only), so the page with its button is shown.
 		default:
 			http.Redirect(w, r, customLoginURL(returnTo), http.StatusSeeOther)
 			return

@@ -20,6 +20,8 @@ var loginFlowTests = []struct {
 	{"LoginFlowRoundTrip", testLoginFlowRoundTrip},
 	{"LoginFlowCreateErrors", testLoginFlowCreateErrors},
 	{"LoginFlowCap", testLoginFlowCap},
+	{"LoginFlowSourceCap", testLoginFlowSourceCap},
+	{"LoginFlowCapConcurrent", testLoginFlowCapConcurrent},
 	{"LoginFlowSetUser", testLoginFlowSetUser},
 	{"LoginFlowSetUserConcurrent", testLoginFlowSetUserConcurrent},
 	{"LoginFlowUse", testLoginFlowUse},
@@ -46,7 +48,7 @@ func loginFlowMS(f store.LoginFlow) store.LoginFlow {
 func newUpstreamFlow(created time.Time) store.LoginFlow {
 	return store.LoginFlow{
 		ID: store.NewID("lgf"), Kind: store.LoginFlowUpstream, Provider: "corp", StateHash: randomHash(),
-		Sealed: []byte{1, 2, 3, 0, 255}, ReturnTo: "/oauth/consent?request=areq_x&y=\"z\"",
+		Sealed: []byte{1, 2, 3, 0, 255}, ReturnTo: "/oauth/consent?request=areq_x&y=\"z\"", Source: "2001:db8:1:2::/64",
 		CreatedAt: created, ExpiresAt: created.Add(10 * time.Minute),
 	}
 }
@@ -54,13 +56,13 @@ func newUpstreamFlow(created time.Time) store.LoginFlow {
 func newCustomFlow(created time.Time) store.LoginFlow {
 	return store.LoginFlow{
 		ID: store.NewID("lgf"), Kind: store.LoginFlowCustom, StateHash: randomHash(), RequestHash: randomHash(),
-		ReturnTo: "/account", CreatedAt: created, ExpiresAt: created.Add(10 * time.Minute),
+		ReturnTo: "/account", Source: "198.51.100.7", CreatedAt: created, ExpiresAt: created.Add(10 * time.Minute),
 	}
 }
 
 func mustLoginFlow(t *testing.T, s store.LoginFlowStore, f store.LoginFlow) store.LoginFlow {
 	t.Helper()
-	if err := s.CreateLoginFlow(t.Context(), f, 0); err != nil {
+	if err := s.CreateLoginFlow(t.Context(), f, store.LoginFlowLimits{}); err != nil {
 		t.Fatalf("CreateLoginFlow: %v", err)
 	}
 	return loginFlowMS(f)
@@ -116,7 +118,7 @@ func testLoginFlowCreateErrors(t *testing.T, s store.LoginFlowStore) {
 	for name, edit := range conflicts {
 		f := newCustomFlow(at(0))
 		edit(&f)
-		if err := s.CreateLoginFlow(ctx, f, 0); !errors.Is(err, store.ErrConflict) {
+		if err := s.CreateLoginFlow(ctx, f, store.LoginFlowLimits{}); !errors.Is(err, store.ErrConflict) {
 			t.Errorf("taken %s: %v, want ErrConflict", name, err)
 		}
 	}
@@ -143,7 +145,7 @@ func testLoginFlowCreateErrors(t *testing.T, s store.LoginFlowStore) {
 	for name, edit := range invalid {
 		f := newCustomFlow(at(0))
 		edit(&f)
-		err := s.CreateLoginFlow(ctx, f, 0)
+		err := s.CreateLoginFlow(ctx, f, store.LoginFlowLimits{})
 		if err == nil || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			t.Errorf("%s: %v, want a validation error", name, err)
 		}
@@ -163,12 +165,12 @@ func testLoginFlowCap(t *testing.T, s store.LoginFlowStore) {
 	}
 	now := at(10 * time.Minute)
 	for i := range 3 {
-		if err := s.CreateLoginFlow(ctx, newCustomFlow(now), 3); err != nil {
+		if err := s.CreateLoginFlow(ctx, newCustomFlow(now), store.LoginFlowLimits{Total: 3}); err != nil {
 			t.Fatalf("flow %d under the cap of 3: %v", i+1, err)
 		}
 	}
 	over := newUpstreamFlow(now)
-	if err := s.CreateLoginFlow(ctx, over, 3); !errors.Is(err, store.ErrFull) {
+	if err := s.CreateLoginFlow(ctx, over, store.LoginFlowLimits{Total: 3}); !errors.Is(err, store.ErrFull) {
 		t.Fatalf("a 4th live flow with a cap of 3: %v, want ErrFull", err)
 	}
 	if _, err := s.GetLoginFlow(ctx, over.Kind, over.StateHash); !errors.Is(err, store.ErrNotFound) {
@@ -176,17 +178,117 @@ func testLoginFlowCap(t *testing.T, s store.LoginFlowStore) {
 	}
 	// Used flows count until they expire; once the three expire there is
 	// room again.
-	if err := s.CreateLoginFlow(ctx, over, 0); err != nil {
+	if err := s.CreateLoginFlow(ctx, over, store.LoginFlowLimits{}); err != nil {
 		t.Fatalf("no cap (0): %v", err)
 	}
 	if _, err := s.UseLoginFlow(ctx, over.Kind, over.StateHash, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateLoginFlow(ctx, newCustomFlow(now), 4); !errors.Is(err, store.ErrFull) {
+	if err := s.CreateLoginFlow(ctx, newCustomFlow(now), store.LoginFlowLimits{Total: 4}); !errors.Is(err, store.ErrFull) {
 		t.Errorf("4 live flows (one used) with a cap of 4: %v, want ErrFull", err)
 	}
-	if err := s.CreateLoginFlow(ctx, newCustomFlow(now.Add(10*time.Minute)), 1); err != nil {
+	if err := s.CreateLoginFlow(ctx, newCustomFlow(now.Add(10*time.Minute)), store.LoginFlowLimits{Total: 1}); err != nil {
 		t.Errorf("after the others expired: %v", err)
+	}
+}
+
+// testLoginFlowSourceCap: one source holds at most PerSource sign-ins in
+// progress; its finished and expired ones do not count, nor do other
+// sources' ones, and ErrSourceFull is an ErrFull the caller can tell apart.
+func testLoginFlowSourceCap(t *testing.T, s store.LoginFlowStore) {
+	ctx := t.Context()
+	limits := store.LoginFlowLimits{Total: 100, PerSource: 2}
+	from := func(source string, created time.Time) store.LoginFlow {
+		f := newCustomFlow(created)
+		f.Source = source
+		return f
+	}
+	const a, b = "2001:db8:a::/64", "203.0.113.9"
+	// An expired flow of a does not count.
+	old := from(a, at(0))
+	old.ExpiresAt = at(time.Minute)
+	mustLoginFlow(t, s, old)
+	now := at(5 * time.Minute)
+	first := from(a, now)
+	for _, f := range []store.LoginFlow{first, from(a, now)} {
+		if err := s.CreateLoginFlow(ctx, f, limits); err != nil {
+			t.Fatalf("pending flow of %s under its bound of 2: %v", a, err)
+		}
+	}
+	over := from(a, now)
+	err := s.CreateLoginFlow(ctx, over, limits)
+	if !errors.Is(err, store.ErrSourceFull) || !errors.Is(err, store.ErrFull) {
+		t.Fatalf("a 3rd pending flow of %s: %v, want ErrSourceFull (an ErrFull)", a, err)
+	}
+	if _, err := s.GetLoginFlow(ctx, over.Kind, over.StateHash); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused flow was stored: %v", err)
+	}
+	// Other sources, and flows without a source, still start.
+	for _, f := range []store.LoginFlow{from(b, now), from(b, now), from("", now), from("", now), from("", now)} {
+		if err := s.CreateLoginFlow(ctx, f, limits); err != nil {
+			t.Errorf("flow from %q while %s is full: %v", f.Source, a, err)
+		}
+	}
+	// A finished sign-in makes room for the next one of its source.
+	if _, err := s.UseLoginFlow(ctx, first.Kind, first.StateHash, now); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateLoginFlow(ctx, over, limits); err != nil {
+		t.Errorf("after one of %s's sign-ins finished: %v", a, err)
+	}
+	// The total bound still holds: 8 live rows (a used one too), a total of 8.
+	if err := s.CreateLoginFlow(ctx, from("192.0.2.55", now), store.LoginFlowLimits{Total: 8, PerSource: 2}); !errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrSourceFull) {
+		t.Errorf("a new source with the total reached: %v, want ErrFull and not ErrSourceFull", err)
+	}
+}
+
+// testLoginFlowCapConcurrent: the bounds are exact under concurrent
+// creates, as from several nodes at once (the counts and the insert are
+// serialised on every backend).
+func testLoginFlowCapConcurrent(t *testing.T, s store.LoginFlowStore) {
+	for _, c := range []struct {
+		name   string
+		source func(i int) string
+		limits store.LoginFlowLimits
+		want   int
+		full   error
+	}{
+		{"total", func(i int) string { return fmt.Sprintf("192.0.2.%d", i) }, store.LoginFlowLimits{Total: 10}, 10, store.ErrFull},
+		{"per source", func(int) string { return "2001:db8:c::/64" }, store.LoginFlowLimits{PerSource: 7}, 7, store.ErrSourceFull},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			now := at(0)
+			const n = 48
+			var (
+				wg       sync.WaitGroup
+				mu       sync.Mutex
+				stored   int
+				full     int
+				failures []error
+			)
+			for i := range n {
+				wg.Go(func() {
+					f := newUpstreamFlow(now)
+					f.Source = c.source(i)
+					err := s.CreateLoginFlow(t.Context(), f, c.limits)
+					mu.Lock()
+					defer mu.Unlock()
+					switch {
+					case err == nil:
+						stored++
+					case errors.Is(err, c.full):
+						full++
+					default:
+						failures = append(failures, err)
+					}
+				})
+			}
+			wg.Wait()
+			if stored != c.want || full != n-c.want || len(failures) > 0 {
+				t.Fatalf("%d concurrent creates with %+v: %d stored, %d refused full, errors %v; want exactly %d stored",
+					n, c.limits, stored, full, failures, c.want)
+			}
+		})
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 
 var _ store.LoginFlowStore = (*DB)(nil)
 
-const loginFlowColumns = `id, kind, provider, state_hash, request_hash, sealed, return_to, posted_user,
+const loginFlowColumns = `id, kind, provider, state_hash, request_hash, sealed, return_to, source, posted_user,
 	created_at, expires_at, user_at, used_at, callback_hash`
 
 func scanLoginFlow(r rowScanner) (store.LoginFlow, error) {
@@ -21,7 +21,7 @@ func scanLoginFlow(r rowScanner) (store.LoginFlow, error) {
 		f store.LoginFlow
 		t [4]sql.NullInt64
 	)
-	if err := r.Scan(&f.ID, &f.Kind, &f.Provider, &f.StateHash, &f.RequestHash, &f.Sealed, &f.ReturnTo, &f.User,
+	if err := r.Scan(&f.ID, &f.Kind, &f.Provider, &f.StateHash, &f.RequestHash, &f.Sealed, &f.ReturnTo, &f.Source, &f.User,
 		&t[0], &t[1], &t[2], &t[3], &f.CallbackHash); err != nil {
 		return store.LoginFlow{}, err
 	}
@@ -58,11 +58,15 @@ func checkLoginFlow(f store.LoginFlow) error {
 	case f.ExpiresAt.IsZero():
 		return errors.New("store: login flow has no expiry")
 	}
-	return checkText("login flow", "id", f.ID, "provider", f.Provider, "return_to", f.ReturnTo)
+	return checkText("login flow", "id", f.ID, "provider", f.Provider, "return_to", f.ReturnTo, "source", f.Source)
 }
 
-// CreateLoginFlow stores a flow when fewer than max are live.
-func (d *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow, max int) error {
+// CreateLoginFlow stores a flow within limits. On PostgreSQL the counts
+// and the insert run under a transaction-scoped advisory lock, as SQLite's
+// BEGIN IMMEDIATE runs them under its one writer lock: otherwise, under
+// READ COMMITTED, starts on several nodes at once would each count the
+// same rows and each take the last free place.
+func (d *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow, limits store.LoginFlowLimits) error {
 	if err := checkLoginFlow(f); err != nil {
 		return err
 	}
@@ -78,26 +82,63 @@ func (d *DB) CreateLoginFlow(ctx context.Context, f store.LoginFlow, max int) er
 		sealed = f.Sealed
 	}
 	return d.inTx(ctx, func(tx *sql.Tx) error {
-		if max > 0 {
-			// Count only as far as the bound: the index range scan stops there.
-			var live int
-			err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM login_flows WHERE expires_at > $1 LIMIT $2) AS live`,
-				created.UnixMilli(), max).Scan(&live)
-			if err != nil {
-				return fmt.Errorf("create login flow: %w", err)
-			}
-			if live >= max {
-				return fmt.Errorf("create login flow: %w (%d live sign-ins)", store.ErrFull, live)
-			}
+		if err := d.lockLoginFlowCounts(ctx, tx, limits); err != nil {
+			return fmt.Errorf("create login flow: %w", err)
+		}
+		if err := checkLoginFlowLimits(ctx, tx, f.Source, created.UnixMilli(), limits); err != nil {
+			return fmt.Errorf("create login flow: %w", err)
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO login_flows (`+loginFlowColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, '', $8, $9, NULL, NULL, NULL)`,
-			f.ID, f.Kind, f.Provider, f.StateHash, request, sealed, f.ReturnTo, created.UnixMilli(), f.ExpiresAt.UnixMilli())
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, '', $9, $10, NULL, NULL, NULL)`,
+			f.ID, f.Kind, f.Provider, f.StateHash, request, sealed, f.ReturnTo, f.Source, created.UnixMilli(), f.ExpiresAt.UnixMilli())
 		if err != nil {
 			return fmt.Errorf("create login flow: %w", mapErr(err))
 		}
 		return nil
 	})
+}
+
+// lockLoginFlowCounts serialises bounded creates on PostgreSQL until the
+// transaction ends (pg_advisory_xact_lock: no row or table lock, so
+// callbacks and the cleaner are not held up). The lock id is derived from
+// the schema, as the migration lock's is, so that independent schemas in
+// one database do not wait on each other.
+func (d *DB) lockLoginFlowCounts(ctx context.Context, tx *sql.Tx, limits store.LoginFlowLimits) error {
+	if d.dialect != DialectPostgres || (limits.Total <= 0 && limits.PerSource <= 0) {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(
+		('x' || substr(md5('mcpgate login flow limits:' || current_schema()), 1, 16))::bit(64)::bigint)`)
+	return err
+}
+
+// checkLoginFlowLimits counts, as far as each bound only (the index range
+// scans stop there), the pending flows of source and the live flows of all.
+func checkLoginFlowLimits(ctx context.Context, tx *sql.Tx, source string, nowMS int64, limits store.LoginFlowLimits) error {
+	if limits.PerSource > 0 && source != "" {
+		var n int
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM login_flows
+			WHERE source = $1 AND expires_at > $2 AND used_at IS NULL LIMIT $3) AS pending`,
+			source, nowMS, limits.PerSource).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n >= limits.PerSource {
+			return fmt.Errorf("%w (%d sign-ins in progress)", store.ErrSourceFull, n)
+		}
+	}
+	if limits.Total > 0 {
+		var n int
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM login_flows WHERE expires_at > $1 LIMIT $2) AS live`,
+			nowMS, limits.Total).Scan(&n)
+		if err != nil {
+			return err
+		}
+		if n >= limits.Total {
+			return fmt.Errorf("%w (%d live sign-ins)", store.ErrFull, n)
+		}
+	}
+	return nil
 }
 
 // GetLoginFlow returns the flow of kind with this state hash.
