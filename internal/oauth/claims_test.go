@@ -378,3 +378,39 @@ func TestAccessTokenClaimsNotInheritedByANewSignIn(t *testing.T) {
 		t.Errorf("the new authorization's token carries %v, want org_beta", got)
 	}
 }
+
+// TestAccessTokenClaimsClientKeepsTheSignInAlive: an MCP client that
+// refreshes keeps the sign-in it carries claims from from going idle, so
+// the claims stay while the browser is closed; a sign-in nobody uses —
+// neither the browser nor the client — still ends at the idle timeout.
+func TestAccessTokenClaimsClientKeepsTheSignInAlive(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{tokenClaims: []string{"organization_id"}})
+	clientID, secret := s.confidentialClient("Claims app")
+	b := s.browser()
+	b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_acme"})
+	code, verifier := s.codeFor(b, clientID)
+	r := s.post("/token", url.Values{"grant_type": {"authorization_code"}, "code": {code}, "code_verifier": {verifier},
+		"redirect_uri": {"http://127.0.0.1:4711/callback"}}, clientID, secret)
+	if r.status != http.StatusOK {
+		t.Fatalf("exchange: %d %v", r.status, r.body)
+	}
+	refresh := func() map[string]any {
+		t.Helper()
+		r = s.post("/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.str("refresh_token")}}, clientID, secret)
+		if r.status != http.StatusOK {
+			t.Fatalf("refresh: %d %v", r.status, r.body)
+		}
+		return customClaims(jwtPayload(t, r.str("access_token")))
+	}
+	step := s.sessions.IdleTimeout() - time.Hour
+	for i := 0; i < 3; i++ { // three idle timeouts' worth of client use
+		s.clock.Advance(step)
+		if got := refresh(); got["organization_id"] != "org_acme" {
+			t.Fatalf("after %d refreshes a day apart the token carries %v; the client's use must keep the sign-in", i+1, got)
+		}
+	}
+	s.clock.Advance(s.sessions.IdleTimeout() + time.Minute)
+	if got := refresh(); len(got) != 0 {
+		t.Errorf("after a whole idle timeout without use the token still carries %v", got)
+	}
+}
