@@ -28,7 +28,10 @@ const KeyPrefix = "mcpgate:rl:"
 // atomically in Redis, so every node spends from the one budget per key.
 // Times are integer microseconds; "now" is the Redis server's clock (one
 // clock for every node) unless ARGV[3] gives one (tests). The key expires
-// when the bucket is full again: forgetting it then changes nothing.
+// a second after the bucket is full again: forgetting it then changes
+// nothing (a TAT in the past counts as now), and the second keeps a
+// short interval's key from vanishing between two calls on a slow or
+// test clock that does not follow Redis's.
 //
 // KEYS[1] the key; ARGV[1] the interval (µs); ARGV[2] the burst;
 // ARGV[3] now (µs) or "". Returns {1, 0} when allowed, else {0, wait µs}.
@@ -49,7 +52,7 @@ local wait = new_tat - burst * interval - now
 if wait > 0 then
   return {0, wait}
 end
-redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000))
+redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", math.ceil((new_tat - now) / 1000) + 1000)
 return {1, 0}
 `)
 
