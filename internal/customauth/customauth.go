@@ -255,7 +255,11 @@ func (h *Handler) postUser(w http.ResponseWriter, r *http.Request) {
 	}
 	u, err := parseUser(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
-		refuse(http.StatusBadRequest, ReasonInvalidClaims, err.Error(), nil)
+		msg := err.Error() // mcpgate's own words; claim names in it are ≤ 64 bytes, quoted
+		if len(msg) > 300 {
+			msg = strings.ToValidUTF8(msg[:300], "")
+		}
+		refuse(http.StatusBadRequest, ReasonInvalidClaims, msg, map[string]any{"error": msg})
 		return
 	}
 	var f store.LoginFlow
@@ -372,6 +376,12 @@ func parseUser(body io.Reader) (*User, error) {
 		}
 		if k == "" || len(k) > 64 || !utf8.ValidString(k) || strings.ContainsRune(k, 0) {
 			return nil, errors.New("claim names must be 1 to 64 bytes of text")
+		}
+		if principal.ReservedClaim(k) {
+			// A protocol claim (iss, aud, exp, scope, acr, …) is not
+			// something an application says about a user; a tool reading
+			// principal.Claims["iss"] must not find the app's word there.
+			return nil, fmt.Errorf("claim %q is a protocol claim, not a user attribute", k)
 		}
 		cv, err := claimValue(v)
 		if err != nil {

@@ -266,6 +266,10 @@ func TestRefusals(t *testing.T) {
 		if w.Code != http.StatusBadRequest || !strings.Contains(w.Body.String(), "error_description") {
 			t.Fatalf("body %.60q: %d %s", b, w.Code, w.Body)
 		}
+		// The operator's audit log says what was wrong, as the app was told.
+		if ev := f.rec.last(TypeRefused); ev.Details["error"] == nil || ev.Details["error"] == "" {
+			t.Errorf("body %.60q: the refusal's audit details %v do not say why", b, ev.Details)
+		}
 		f.wantRefused(ReasonInvalidClaims)
 	}
 	// Still usable after the bad bodies; a second POST is refused.
@@ -412,6 +416,13 @@ func TestPostedUser(t *testing.T) {
 	} {
 		if u, err := parseUser(strings.NewReader(body)); err == nil || !strings.Contains(err.Error(), "appears twice") {
 			t.Errorf("parseUser(%s) = %+v, %v; want a refused repeated member", body, u, err)
+		}
+	}
+	// Protocol claims are not user attributes: the app cannot set them.
+	for _, name := range []string{"iss", "AUD", "exp", "scope", "acr", "client_id"} {
+		body := `{"sub":"u-1","` + name + `":"x"}`
+		if u, err := parseUser(strings.NewReader(body)); err == nil || !strings.Contains(err.Error(), "protocol claim") {
+			t.Errorf("parseUser(%s) = %+v, %v; want a refused protocol claim", body, u, err)
 		}
 	}
 	for body, want := range map[string][]string{
