@@ -86,6 +86,9 @@ const (
 	ReasonNotYetValid   = "not_yet_valid"
 	ReasonGrantRevoked  = "grant_revoked"
 	ReasonInsufficient  = "insufficient_scope" // userinfo without openid
+	// ReasonNoResourceScope: an access token without any scope of the MCP
+	// resource (granted OpenID scopes only: a sign-in) presented at /mcp.
+	ReasonNoResourceScope = "no_resource_scope"
 )
 
 // TokenRefusalReason maps a verify error to the audit reason of a refused

@@ -246,7 +246,14 @@ func (a *Authenticator) authenticate(r *http.Request) (*principal.Principal, *re
 	if ref := a.checkOrigin(r); ref != nil {
 		return nil, ref, nil
 	}
-	return a.authenticateKey(r)
+	p, ref, err := a.authenticateKey(r)
+	if err != nil || ref != nil {
+		return nil, ref, err
+	}
+	if ref := a.checkResourceScope(p); ref != nil {
+		return nil, ref, nil
+	}
+	return p, nil, nil
 }
 
 // checkQuery refuses credentials in the URL query.

@@ -31,17 +31,22 @@ package authn
 // audit event with the precise reason: malformed, bad_algorithm,
 // wrong_type, unknown_kid, bad_signature, wrong_issuer, wrong_audience,
 // expired, not_yet_valid, grant_revoked, unknown, disabled_user. A key
-// source that cannot be read is 503, not the token's fault.
+// source that cannot be read is 503, not the token's fault. A valid token
+// without any scope of the resource (a sign-in's: OpenID scopes only) is
+// 403 insufficient_scope on the resource, reason no_resource_scope
+// (checkResourceScope).
 
 import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/mcpgate/mcpgate/internal/audit"
+	"github.com/mcpgate/mcpgate/internal/httpx"
 	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/verify"
@@ -146,6 +151,35 @@ func (a *Authenticator) authenticateJWT(r *http.Request, tok string) (*principal
 	}
 	p.UserID, p.Email, p.Name, p.Roles = u.ID, u.Email, u.DisplayName, principal.MergeRoles(u.Roles, tc.roles)
 	return p, nil, nil
+}
+
+// checkResourceScope refuses, on the resource (Middleware; not Account,
+// which asks for its own scope), an mcpgate access token that carries no
+// scope of the resource: one whose authorization granted only OpenID
+// scopes (openid, email, profile, offline_access), because an application
+// used mcpgate to sign its user in. Its audience is still the MCP
+// endpoint (RFC 8707: the authorization request named it, or it is the
+// default resource), but the user approved a sign-in, not MCP access; a
+// tool that needs no scope must not become callable with it. RFC 6750
+// §3.1: insufficient_scope, "The request requires higher privileges than
+// provided by the access token", 403 with the scopes the resource needs
+// (the client may authorize again for them). A resource without scopes
+// has nothing to tell MCP access from a sign-in by: it checks nothing.
+func (a *Authenticator) checkResourceScope(p *principal.Principal) *refusal {
+	if p.Method != MethodOAuth || len(a.opts.Scopes) == 0 ||
+		slices.ContainsFunc(p.Scopes, func(sc string) bool { return slices.Contains(a.opts.Scopes, sc) }) {
+		return nil
+	}
+	scopes := p.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return &refusal{status: http.StatusForbidden, reason: audit.ReasonNoResourceScope, method: MethodOAuth,
+		challenge: httpx.Challenge{Error: "insufficient_scope",
+			Description: "this access token was granted for signing in only; authorize again with a scope of this MCP server",
+			Scope:       strings.Join(a.opts.Scopes, " ")},
+		keyID: p.CredentialID, userID: p.UserID,
+		details: map[string]any{"client_id": truncate(p.ClientID, 300), "scopes": scopes, "required_any": a.opts.Scopes}}
 }
 
 // tokenClaimsCache keeps, per verified access token (by jti: 128 random

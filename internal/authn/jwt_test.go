@@ -181,12 +181,12 @@ func TestJWTCustomClaims(t *testing.T) {
 	}
 	// A role string rather than a list, and a client-credentials token
 	// (no user: no roles at all, whatever the token says).
-	spaced := e.mint(t, tokens.AccessClaims{Subject: e.user.ID, ClientID: "client_a", Audience: base + "/mcp", GrantID: "grt_3",
+	spaced := e.mint(t, tokens.AccessClaims{Subject: e.user.ID, ClientID: "client_a", Audience: base + "/mcp", Scopes: []string{"payments:read"}, GrantID: "grt_3",
 		Extra: map[string]any{"roles": "auditor  support"}})
 	if _, p := e.call("Authorization", "Bearer "+spaced); p == nil || !slices.Equal(p.Roles, []string{"user", "auditor", "support"}) {
 		t.Errorf("space-separated roles: %+v", p)
 	}
-	cc := e.mint(t, tokens.AccessClaims{ClientID: "client_svc", Audience: base + "/mcp", GrantID: "grt_2", Extra: map[string]any{"roles": []string{"auditor"}}})
+	cc := e.mint(t, tokens.AccessClaims{ClientID: "client_svc", Audience: base + "/mcp", Scopes: []string{"payments:read"}, GrantID: "grt_2", Extra: map[string]any{"roles": []string{"auditor"}}})
 	if _, p := e.call("Authorization", "Bearer "+cc); p == nil || len(p.Roles) != 0 || p.UserID != "" {
 		t.Errorf("client credentials principal %+v", p)
 	}
@@ -256,5 +256,40 @@ func TestJWTRefusals(t *testing.T) {
 	fresh.GrantID = "grt_other" // not in the verifier's cache
 	if w, _ := e.call("Authorization", "Bearer "+e.mint(t, fresh)); w.Code != http.StatusServiceUnavailable {
 		t.Errorf("keys unavailable: %d, want 503", w.Code)
+	}
+}
+
+// TestJWTSignInOnlyToken: a token whose authorization granted only OpenID
+// scopes (an application signing its user in through mcpgate) has the
+// MCP endpoint as audience but is refused there — 403 insufficient_scope
+// naming the resource's scopes, audited as no_resource_scope — while one
+// resource scope next to them is enough.
+func TestJWTSignInOnlyToken(t *testing.T) {
+	e := newJWTEnv(t)
+	for name, scopes := range map[string][]string{
+		"openid email profile offline_access": {"openid", "email", "profile", "offline_access"},
+		"no scope at all":                     nil,
+	} {
+		t.Run(name, func(t *testing.T) {
+			e.rec.take()
+			tok := e.mint(t, tokens.AccessClaims{Subject: e.user.ID, ClientID: "client_app", Audience: base + "/mcp", Scopes: scopes, GrantID: "grt_signin"})
+			w, p := e.call("Authorization", "Bearer "+tok)
+			if p != nil || w.Code != http.StatusForbidden {
+				t.Fatalf("sign-in-only token: %d %+v", w.Code, p)
+			}
+			want := `Bearer error="insufficient_scope", error_description="this access token was granted for signing in only; authorize again with a scope of this MCP server", scope="payments:read", resource_metadata="` + base + `/.well-known/oauth-protected-resource/mcp"`
+			if got := w.Header().Get("WWW-Authenticate"); got != want {
+				t.Errorf("challenge:\n got %s\nwant %s", got, want)
+			}
+			evs := e.rec.take()
+			if len(evs) != 1 || evs[0].Type != audit.TypeAuthRejected || evs[0].Reason != audit.ReasonNoResourceScope ||
+				evs[0].UserID != e.user.ID || evs[0].CredentialID != "grt_signin" || evs[0].Details["client_id"] != "client_app" {
+				t.Errorf("audit = %+v", evs)
+			}
+		})
+	}
+	tok := e.mint(t, tokens.AccessClaims{Subject: e.user.ID, ClientID: "client_app", Audience: base + "/mcp", Scopes: []string{"openid", "payments:read"}, GrantID: "grt_mcp"})
+	if w, p := e.call("Authorization", "Bearer "+tok); p == nil {
+		t.Errorf("a token with a resource scope was refused: %d %s", w.Code, w.Body)
 	}
 }

@@ -73,6 +73,10 @@ type Config struct {
 	// copied into the OAuth access tokens issued from that session
 	// (claims.go). Empty: none.
 	AccessTokenClaims []string
+	// IDTokenRoles puts the user's roles (stored and the sign-in's claim
+	// roles, never admin) into ID tokens and /userinfo answers, for
+	// relying parties that map roles (another mcpgate's roles_claim).
+	IDTokenRoles bool
 
 	ExternalIssuersFile string // JSON file of trusted external token issuers (external.go)
 	// UpstreamProvidersFile lists the identity providers offered on the
@@ -158,6 +162,7 @@ func (c *Config) RegisterServe(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.RegistrationIdle, "registration-idle-ttl", c.RegistrationIdle, "dynamically registered OAuth clients unused this long are removed")
 	fs.BoolVar(&c.DisableRegistration, "disable-registration", c.DisableRegistration, "turn off dynamic client registration (RFC 7591); client metadata documents and pre-registered clients still work")
 	fs.StringSliceVar(&c.AccessTokenClaims, "access-token-claims", c.AccessTokenClaims, "custom claims of the user's sign-in (custom login, upstream roles and kept claims) copied into OAuth access tokens, e.g. organization_id,roles (default none; see docs/configuration.md)")
+	fs.BoolVar(&c.IDTokenRoles, "id-token-roles", c.IDTokenRoles, "put the user's roles (stored roles and the sign-in's claim roles, never admin) as \"roles\" into ID tokens and /userinfo answers, for relying parties that map roles, e.g. another mcpgate's roles_claim")
 	fs.BoolVar(&c.DisablePasswordLogin, "disable-password-login-endpoint", c.DisablePasswordLogin, "turn off POST /auth/login and GET /auth/status, the email-and-password token login for scripts (the client sees the password; OAuth and API keys still work)")
 	fs.StringVar(&c.ExternalIssuersFile, "external-issuers-file", c.ExternalIssuersFile, "JSON file listing trusted external token issuers whose access tokens /mcp accepts (JWKS or introspection; see docs/external-issuers.md)")
 	fs.StringVar(&c.UpstreamProvidersFile, "upstream-providers-file", c.UpstreamProvidersFile, "JSON file listing upstream identity providers (OIDC, GitHub) offered as \"Continue with …\" on the login page (see docs/upstream-login.md)")

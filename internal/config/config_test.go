@@ -188,6 +188,33 @@ func TestDisablePasswordLoginEndpoint(t *testing.T) {
 	}
 }
 
+// Roles in ID tokens are opt-in, by flag or MCPGATE_ID_TOKEN_ROLES.
+func TestIDTokenRoles(t *testing.T) {
+	parse := func(args []string, env map[string]string) Config {
+		t.Helper()
+		c := Defaults()
+		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+		c.RegisterStorage(fs)
+		c.RegisterServe(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if parse(nil, nil).IDTokenRoles {
+		t.Error("on by default")
+	}
+	if !parse([]string{"--id-token-roles"}, nil).IDTokenRoles {
+		t.Error("the flag did not turn it on")
+	}
+	if !parse(nil, map[string]string{"MCPGATE_ID_TOKEN_ROLES": "true"}).IDTokenRoles {
+		t.Error("the environment variable did not turn it on")
+	}
+}
+
 func TestRedisURL(t *testing.T) {
 	c := Defaults()
 	c.DataDir = t.TempDir()

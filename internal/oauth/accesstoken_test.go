@@ -166,3 +166,34 @@ func TestAccessTokenPrincipal(t *testing.T) {
 		t.Fatalf("/mcp %d", st)
 	}
 }
+
+// TestSignInOnlyTokenAtMCP: an application that uses mcpgate only to sign
+// its user in (OpenID scopes, no scope of the MCP server) gets an access
+// token that works at /userinfo but not at /mcp (403 insufficient_scope,
+// audited as no_resource_scope); a client that names no scope gets the
+// resource's scopes and reaches /mcp.
+func TestSignInOnlyTokenAtMCP(t *testing.T) {
+	s := newStack(t, storeSQLite(t), stackOptions{})
+	id := s.publicClient("Sign-in app")
+	signIn := s.issue(id, func(q url.Values) { q.Set("scope", "openid email profile offline_access") })
+	if signIn.status != http.StatusOK || signIn.str("scope") != "openid email profile offline_access" {
+		t.Fatalf("sign-in token: %d %v", signIn.status, signIn.body)
+	}
+	if st, _, info := userinfo(t, s, "Bearer "+signIn.str("access_token")); st != http.StatusOK || info["email"] != "alice@example.com" {
+		t.Errorf("userinfo with the sign-in token: %d %v", st, info)
+	}
+	if st := s.mcpStatus(signIn.str("access_token")); st != http.StatusForbidden {
+		t.Errorf("/mcp with the sign-in token: %d, want 403", st)
+	}
+	if ev := s.rec.mustHave(t, audit.TypeAuthRejected, audit.ReasonNoResourceScope); ev.UserID != s.alice.ID || ev.Details["client_id"] != id {
+		t.Errorf("auth.rejected = %+v", ev)
+	}
+
+	noScope := s.issue(id, func(q url.Values) { q.Del("scope") })
+	if noScope.status != http.StatusOK || noScope.str("scope") == "" {
+		t.Fatalf("token without a scope parameter: %d %v", noScope.status, noScope.body)
+	}
+	if st := s.mcpStatus(noScope.str("access_token")); st != http.StatusOK {
+		t.Errorf("/mcp with the default scopes (%s): %d", noScope.str("scope"), st)
+	}
+}

@@ -142,15 +142,21 @@ func (s *Server) tokenClaims(ctx context.Context, g store.OAuthGrant) (grantToke
 // (stored before grants recorded one) or whose session was deleted has
 // no live sign-in.
 func (s *Server) signInLive(ctx context.Context, g store.OAuthGrant) (bool, error) {
+	_, live, err := s.liveSignIn(ctx, g)
+	return live, err
+}
+
+// liveSignIn is signInLive that also returns the live session.
+func (s *Server) liveSignIn(ctx context.Context, g store.OAuthGrant) (store.Session, bool, error) {
 	if g.SessionID == "" {
-		return false, nil
+		return store.Session{}, false, nil
 	}
 	sess, err := s.st.GetSession(ctx, g.SessionID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return false, nil
+		return store.Session{}, false, nil
 	case err != nil:
-		return false, fmt.Errorf("oauth: the session of grant %s: %w", g.ID, err)
+		return store.Session{}, false, fmt.Errorf("oauth: the session of grant %s: %w", g.ID, err)
 	}
 	var idle time.Duration
 	if s.opts.Sessions != nil {
@@ -158,7 +164,7 @@ func (s *Server) signInLive(ctx context.Context, g store.OAuthGrant) (bool, erro
 	}
 	now := s.now()
 	if sess.UserID != g.UserID || !sess.Alive(now, idle) {
-		return false, nil
+		return store.Session{}, false, nil
 	}
 	// The client's use of the sign-in is use: a token for it keeps the
 	// sign-in from going idle (bounded by its absolute lifetime), so an
@@ -169,7 +175,7 @@ func (s *Server) signInLive(ctx context.Context, g store.OAuthGrant) (bool, erro
 			s.log.WarnContext(ctx, "oauth: the sign-in's last-seen time was not written", "session_id", sess.ID, "err", err)
 		}
 	}
-	return true, nil
+	return sess, true, nil
 }
 
 // signInTouchInterval: a token of a claim-carrying grant writes its

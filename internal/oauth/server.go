@@ -111,6 +111,12 @@ type ServerOptions struct {
 	// (principal.ReservedClaim) are never copied.
 	AccessTokenClaims []string
 
+	// IDTokenRoles (--id-token-roles) puts "roles" into ID tokens and
+	// /userinfo answers of grants with the openid scope: the user's
+	// stored roles and the approving sign-in's claim roles, never admin
+	// (idroles.go). Off: no roles claim.
+	IDTokenRoles bool
+
 	// ServerKey (the --server-key, at least 32 bytes; the same on every
 	// node) derives the AES-256-GCM key that seals a rotated refresh
 	// token's successor for the grace window (refresh.go). nil: a random

@@ -124,6 +124,7 @@ type stackOptions struct {
 	resources    []oauth.Resource  // extra resources besides /mcp
 	authorizeLim ratelimit.Limiter // nil: the server's default
 	tokenClaims  []string          // ServerOptions.AccessTokenClaims
+	idTokenRoles bool              // ServerOptions.IDTokenRoles
 }
 
 type stack struct {
@@ -220,7 +221,7 @@ func newStack(t testing.TB, db *sqlstore.DB, so stackOptions) *stack {
 		Store: db, Clients: s.clients, Tokens: s.tokens, Audit: s.rec, Sessions: s.sessions, Users: s.users,
 		Issuer: s.base, Resources: resources, RefreshGrace: so.refreshGrace,
 		ErrorPage: pages.ErrorPage, Now: s.clock.Now, Logger: logger, AuthorizeLimiter: so.authorizeLim,
-		AccessTokenClaims: so.tokenClaims,
+		AccessTokenClaims: so.tokenClaims, IDTokenRoles: so.idTokenRoles,
 	})
 	verifier, err := verify.New(verify.Options{Issuer: s.base, Audience: s.mcpURL, Keys: s.tokens.KeySet(), Now: s.clock.Now})
 	must(t, err)

@@ -204,6 +204,11 @@ func (s *Server) mintTokens(ctx context.Context, g store.OAuthGrant, scopes []st
 		if slices.Contains(scopes, ScopeProfile) {
 			idc.Name = user.DisplayName
 		}
+		if s.opts.IDTokenRoles {
+			if idc.Roles, err = s.idTokenRoles(ctx, *user, g); err != nil {
+				return issued{}, nil, err
+			}
+		}
 		if resp.IDToken, err = s.opts.Tokens.MintIDToken(ctx, idc); err != nil {
 			return issued{}, nil, err
 		}

@@ -10,7 +10,8 @@ package oauth
 // is an mcpgate access token for any resource mcpgate serves, with the
 // openid scope, a live grant and an enabled user. §5.3.2: the response
 // carries sub, and the claims of the granted scopes (§5.4: email and
-// email_verified for "email", name for "profile").
+// email_verified for "email", name for "profile"), and with
+// --id-token-roles the "roles" of the grant's ID tokens (idroles.go).
 //
 // Errors (§5.3.3, RFC 6750 §3): 401 with WWW-Authenticate
 // Bearer error="invalid_token"; 403 insufficient_scope without openid.
@@ -99,6 +100,15 @@ func (s *Server) userinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	if slices.Contains(c.Scopes, ScopeProfile) && u.DisplayName != "" {
 		out["name"] = u.DisplayName
+	}
+	if s.opts.IDTokenRoles {
+		// The same roles as the grant's ID tokens (idroles.go).
+		roles, err := s.grantRoles(ctx, u, c.GrantID)
+		if err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+		out["roles"] = roles
 	}
 	httpx.WriteJSON(w, http.StatusOK, out)
 }

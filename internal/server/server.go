@@ -190,6 +190,8 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 		AuthorizeLimiter: s.limiter("oauth-authorize", oauth.DefaultAuthorizeEvery, oauth.DefaultAuthorizeBurst),
 		// The sign-in's custom claims that access tokens carry.
 		AccessTokenClaims: cfg.AccessTokenClaimNames(),
+		// Roles in ID tokens and /userinfo, for relying parties.
+		IDTokenRoles: cfg.IDTokenRoles,
 	})
 	s.core.Users.SetLoginLimiters(
 		s.limiter("login-account", identity.DefaultLoginAccountEvery, identity.DefaultLoginAccountBurst),
@@ -303,6 +305,9 @@ func (s *Server) build(ctx context.Context, out io.Writer) error {
 	// Authorization-server metadata (RFC 8414, OIDC discovery), JWKS,
 	// registration (RFC 7591) and the endpoints.
 	md := oauth.NewServerMetadata(issuer, append(reg.AllScopes(), identityScopes...), []string{cfg.SigningAlg})
+	if cfg.IDTokenRoles {
+		md.ClaimsSupported = append(md.ClaimsSupported, "roles")
+	}
 	if cfg.DisableRegistration {
 		md.RegistrationEndpoint = ""
 	} else {

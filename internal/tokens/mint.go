@@ -50,6 +50,9 @@ type IDClaims struct {
 	EmailVerified bool
 	Name          string
 	AuthTime      time.Time // when the user authenticated; omitted when zero
+	// Roles become the "roles" claim, a JSON array, when not nil (an
+	// empty list is sent as []); nil: no roles claim.
+	Roles []string
 }
 
 // MaxAccessTokenBytes is the largest access token MintAccessToken signs:
@@ -128,7 +131,8 @@ func (i *Issuer) MintAccessToken(ctx context.Context, c AccessClaims) (string, t
 
 // MintIDToken returns a signed OpenID Connect ID token (OIDC Core §2,
 // §3.1.3.6): iss, sub, aud (the client id), exp, iat, auth_time and nonce
-// when known, and email, email_verified and name when set. Its typ is
+// when known, email, email_verified and name when set, and roles when
+// Roles is not nil. Its typ is
 // "JWT", so package verify refuses it as an access token (RFC 9068 §4).
 func (i *Issuer) MintIDToken(ctx context.Context, c IDClaims) (string, error) {
 	if err := checkText("subject", c.Subject, true); err != nil {
@@ -163,6 +167,14 @@ func (i *Issuer) MintIDToken(ctx context.Context, c IDClaims) (string, error) {
 	}
 	if c.Name != "" {
 		claims["name"] = c.Name
+	}
+	if c.Roles != nil {
+		for _, r := range c.Roles {
+			if err := checkText("role", r, true); err != nil {
+				return "", err
+			}
+		}
+		claims["roles"] = c.Roles
 	}
 	s, err := i.view.Load().signer(now)
 	if err != nil {
