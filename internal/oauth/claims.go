@@ -137,8 +137,9 @@ func (s *Server) tokenClaims(ctx context.Context, g store.OAuthGrant) (grantToke
 // signInLive reports whether the browser session grant g was approved
 // from is still live for g's user: not revoked (sign-out, revocation,
 // password change), within its lifetime and idle timeout, as
-// session.Manager.Current would accept it; a live one is touched (its
-// idle timeout starts again). A grant without a session
+// session.Manager.Current would accept it. It never touches the session:
+// a client's use must not keep a browser cookie alive past its idle
+// timeout, which bounds an unattended browser. A grant without a session
 // (stored before grants recorded one) or whose session was deleted has
 // no live sign-in.
 func (s *Server) signInLive(ctx context.Context, g store.OAuthGrant) (bool, error) {
@@ -166,21 +167,8 @@ func (s *Server) liveSignIn(ctx context.Context, g store.OAuthGrant) (store.Sess
 	if sess.UserID != g.UserID || !sess.Alive(now, idle) {
 		return store.Session{}, false, nil
 	}
-	// The client's use of the sign-in is use: a token for it keeps the
-	// sign-in from going idle (bounded by its absolute lifetime), so an
-	// MCP client used every day keeps its claims while the browser is
-	// closed; sign-out, revocation and the lifetime still end them.
-	if now.Sub(sess.LastSeenAt) >= signInTouchInterval {
-		if err := s.st.TouchSession(ctx, sess.ID, time.UnixMilli(now.UnixMilli()).UTC()); err != nil {
-			s.log.WarnContext(ctx, "oauth: the sign-in's last-seen time was not written", "session_id", sess.ID, "err", err)
-		}
-	}
 	return sess, true, nil
 }
-
-// signInTouchInterval: a token of a claim-carrying grant writes its
-// sign-in's last-seen time at most this often (session.Manager's default).
-const signInTouchInterval = time.Minute
 
 // dropEndedClaims removes the claims of grant g, whose sign-in has ended,
 // from the grant, and returns the claims_dropped audit detail when this
