@@ -60,11 +60,14 @@ const TTL = 10 * time.Minute
 
 // Defaults of Options.
 const (
-	// DefaultMaxPending bounds the sign-ins in progress across all nodes.
-	DefaultMaxPending = 10_000
+	// DefaultMaxPending bounds the sign-ins in progress across all nodes:
+	// 100 000 rows of a few hundred bytes, and 2 000 clients (addresses
+	// or IPv6 /64s, each at DefaultMaxPendingPerSource) to fill — more
+	// than one /56 holds (review #5, N1).
+	DefaultMaxPending = 100_000
 	// DefaultMaxPendingPerSource bounds the unfinished sign-ins of one
 	// client (IPv4 address or IPv6 /64) across all nodes: a client needs
-	// DefaultMaxPending / 50 = 200 addresses or /64s to fill the total.
+	// DefaultMaxPending / 50 = 2 000 addresses or /64s to fill the total.
 	// Finished sign-ins do not count: a NAT whose users start 100
 	// sign-ins in 10 minutes and abandon a fifth of them holds about 20
 	// abandoned and a few running ones; only a source near the start
@@ -325,8 +328,8 @@ func (fl *Flows) RefusalLimited(w http.ResponseWriter, r *http.Request, kind, re
 	}
 	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 	page(w, r, http.StatusTooManyRequests, "Too many refused sign-ins",
-		"mcpgate refused too many sign-in requests from your network. Wait "+strconv.FormatInt(secs, 10)+
-			" seconds, then start the sign-in again.")
+		"mcpgate refused too many sign-in requests from your network. Wait "+httpx.WaitSeconds(secs)+
+			", then start the sign-in again.")
 	return true
 }
 

@@ -75,8 +75,10 @@ type LoginFlow struct {
 
 // LoginFlowLimits bound the rows CreateLoginFlow may add to; 0: no bound.
 type LoginFlowLimits struct {
-	// Total bounds the live flows (not expired; used ones count until
-	// they expire, as they still take room).
+	// Total bounds the pending flows of all sources (live and not used
+	// yet), the rows PerSource counts: a client that finishes its own
+	// flows cannot fill the total with them. Finished rows are bounded by
+	// the start rate limit per client until they expire.
 	Total int
 	// PerSource bounds the pending flows (live and not used yet: sign-ins
 	// still in progress) of one Source. Finished sign-ins do not count, so

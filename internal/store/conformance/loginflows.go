@@ -176,16 +176,20 @@ func testLoginFlowCap(t *testing.T, s store.LoginFlowStore) {
 	if _, err := s.GetLoginFlow(ctx, over.Kind, over.StateHash); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("the refused flow was stored: %v", err)
 	}
-	// Used flows count until they expire; once the three expire there is
-	// room again.
+	// Finished (used) flows do not count, as for the per-source bound (so a
+	// client cannot fill the total with flows it finishes itself); once
+	// the three expire there is room again.
 	if err := s.CreateLoginFlow(ctx, over, store.LoginFlowLimits{}); err != nil {
 		t.Fatalf("no cap (0): %v", err)
 	}
 	if _, err := s.UseLoginFlow(ctx, over.Kind, over.StateHash, now); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.CreateLoginFlow(ctx, newCustomFlow(now), store.LoginFlowLimits{Total: 4}); err != nil {
+		t.Errorf("3 pending flows and a used one, cap 4: %v, want room (the used one does not count)", err)
+	}
 	if err := s.CreateLoginFlow(ctx, newCustomFlow(now), store.LoginFlowLimits{Total: 4}); !errors.Is(err, store.ErrFull) {
-		t.Errorf("4 live flows (one used) with a cap of 4: %v, want ErrFull", err)
+		t.Errorf("4 pending flows with a cap of 4: %v, want ErrFull", err)
 	}
 	if err := s.CreateLoginFlow(ctx, newCustomFlow(now.Add(10*time.Minute)), store.LoginFlowLimits{Total: 1}); err != nil {
 		t.Errorf("after the others expired: %v", err)
@@ -236,8 +240,9 @@ func testLoginFlowSourceCap(t *testing.T, s store.LoginFlowStore) {
 	if err := s.CreateLoginFlow(ctx, over, limits); err != nil {
 		t.Errorf("after one of %s's sign-ins finished: %v", a, err)
 	}
-	// The total bound still holds: 8 live rows (a used one too), a total of 8.
-	if err := s.CreateLoginFlow(ctx, from("192.0.2.55", now), store.LoginFlowLimits{Total: 8, PerSource: 2}); !errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrSourceFull) {
+	// The total bound still holds: 7 pending rows (the used one does not
+	// count, as for the per-source bound), a total of 7.
+	if err := s.CreateLoginFlow(ctx, from("192.0.2.55", now), store.LoginFlowLimits{Total: 7, PerSource: 2}); !errors.Is(err, store.ErrFull) || errors.Is(err, store.ErrSourceFull) {
 		t.Errorf("a new source with the total reached: %v, want ErrFull and not ErrSourceFull", err)
 	}
 }

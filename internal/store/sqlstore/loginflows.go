@@ -113,7 +113,9 @@ func (d *DB) lockLoginFlowCounts(ctx context.Context, tx *sql.Tx, limits store.L
 }
 
 // checkLoginFlowLimits counts, as far as each bound only (the index range
-// scans stop there), the pending flows of source and the live flows of all.
+// scans stop there), the pending flows of source and the pending flows of
+// all: the same rows for both bounds, so finishing one's own flows frees
+// room in both (review #5, N1).
 func checkLoginFlowLimits(ctx context.Context, tx *sql.Tx, source string, nowMS int64, limits store.LoginFlowLimits) error {
 	if limits.PerSource > 0 && source != "" {
 		var n int
@@ -129,13 +131,13 @@ func checkLoginFlowLimits(ctx context.Context, tx *sql.Tx, source string, nowMS 
 	}
 	if limits.Total > 0 {
 		var n int
-		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM login_flows WHERE expires_at > $1 LIMIT $2) AS live`,
+		err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM login_flows WHERE expires_at > $1 AND used_at IS NULL LIMIT $2) AS pending`,
 			nowMS, limits.Total).Scan(&n)
 		if err != nil {
 			return err
 		}
 		if n >= limits.Total {
-			return fmt.Errorf("%w (%d live sign-ins)", store.ErrFull, n)
+			return fmt.Errorf("%w (%d sign-ins in progress)", store.ErrFull, n)
 		}
 	}
 	return nil
