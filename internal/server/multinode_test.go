@@ -23,7 +23,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/customauth"
 	"github.com/mcpgate/mcpgate/internal/loginflow"
-	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/server"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/upstream"
@@ -301,24 +300,7 @@ func TestCustomLoginRacingCallbacks(t *testing.T) {
 // code with the stored PKCE verifier.
 func TestUpstreamLoginAcrossNodesAndRestart(t *testing.T) {
 	b := newEnv(t)
-	a := newCluster(t, 2, func(cfg *config.Config) {
-		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
-			Name: "mcpgate A", Confidential: true,
-			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, _ := json.Marshal(map[string]any{"providers": []any{map[string]any{
-			"name": "instance-b", "display_name": "Instance B", "type": "oidc", "issuer": b.base,
-			"client_id": cl.ClientID, "client_secret": secret, "scopes": []string{"openid", "email", "profile"},
-		}}})
-		path := filepath.Join(t.TempDir(), "upstreams.json")
-		if err := os.WriteFile(path, doc, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg.UpstreamProvidersFile = path
-	})
+	a := newCluster(t, 2, upstreamFromB(t, b, nil, nil))
 	br := browserClient()
 
 	a.via(0)

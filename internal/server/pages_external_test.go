@@ -2,9 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,8 +9,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/mcpgate/mcpgate/internal/browsertest"
-	"github.com/mcpgate/mcpgate/internal/config"
-	"github.com/mcpgate/mcpgate/internal/oauth"
 )
 
 // TestPagesOfAnUpstreamUser: instance B is instance A's upstream
@@ -24,24 +19,7 @@ import (
 // they sign in; A's administrator sees where the user comes from.
 func TestPagesOfAnUpstreamUser(t *testing.T) {
 	b := newEnv(t)
-	a := newEnv(t, func(cfg *config.Config) {
-		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
-			Name: "mcpgate A", Confidential: true,
-			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, _ := json.Marshal(map[string]any{"providers": []any{map[string]any{
-			"name": "instance-b", "display_name": "Instance B", "type": "oidc", "issuer": b.base,
-			"client_id": cl.ClientID, "client_secret": secret, "scopes": []string{"openid", "email", "profile"},
-		}}})
-		path := filepath.Join(t.TempDir(), "upstreams.json")
-		if err := os.WriteFile(path, doc, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg.UpstreamProvidersFile = path
-	})
+	a := newEnv(t, upstreamFromB(t, b, nil, nil))
 	bHost := strings.TrimPrefix(b.base, "http://")
 
 	browser := browsertest.Start(t)

@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/mcpgate/mcpgate/internal/config"
-	"github.com/mcpgate/mcpgate/internal/oauth"
 	"github.com/mcpgate/mcpgate/internal/upstream"
 )
 
@@ -30,25 +27,7 @@ import (
 // auditor-only tool: the role came in B's ID token.
 func TestUpstreamRolesFromAnotherMcpgate(t *testing.T) {
 	b := newEnv(t, func(cfg *config.Config) { cfg.IDTokenRoles = true })
-	a := newEnv(t, func(cfg *config.Config) {
-		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
-			Name: "mcpgate A", Confidential: true,
-			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		doc, _ := json.Marshal(map[string]any{"providers": []any{map[string]any{
-			"name": "instance-b", "display_name": "Instance B", "type": "oidc", "issuer": b.base,
-			"client_id": cl.ClientID, "client_secret": secret, "scopes": []string{"openid", "email", "profile"},
-			"roles_claim": "roles",
-		}}})
-		path := filepath.Join(t.TempDir(), "upstreams.json")
-		if err := os.WriteFile(path, doc, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg.UpstreamProvidersFile = path
-	})
+	a := newEnv(t, upstreamFromB(t, b, nil, map[string]any{"roles_claim": "roles"}))
 
 	// B advertises the claim; A, without the setting, does not.
 	claimsSupported := func(e *env) []string {

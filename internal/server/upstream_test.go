@@ -26,25 +26,7 @@ import (
 func TestUpstreamLoginFromAnotherMcpgate(t *testing.T) {
 	b := newEnv(t)
 	var clientID string
-	a := newEnv(t, func(cfg *config.Config) {
-		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
-			Name: "mcpgate A", Confidential: true,
-			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		clientID = cl.ClientID
-		doc, _ := json.Marshal(map[string]any{"providers": []any{map[string]any{
-			"name": "instance-b", "display_name": "Instance B", "type": "oidc", "issuer": b.base,
-			"client_id": cl.ClientID, "client_secret": secret, "scopes": []string{"openid", "email", "profile"},
-		}}})
-		path := filepath.Join(t.TempDir(), "upstreams.json")
-		if err := os.WriteFile(path, doc, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cfg.UpstreamProvidersFile = path
-	})
+	a := newEnv(t, upstreamFromB(t, b, &clientID, nil))
 
 	browser := browsertest.Start(t)
 	ctx, cancel := context.WithTimeout(browser, time.Minute)
@@ -129,5 +111,39 @@ func TestUpstreamLoginFromAnotherMcpgate(t *testing.T) {
 	})
 	if want := identity.PlaceholderEmail(b.base, bobAtB); out["email"] != want || out["balance"] != 0.0 {
 		t.Errorf("tool result = %v, want the new user's (%s, balance 0)", out, want)
+	}
+}
+
+// upstreamFromB configures an instance as instance B's OIDC relying
+// party: B gets a confidential client "mcpgate A" whose redirect URI is
+// the instance's callback for provider "instance-b", and the instance's
+// providers file names B (extra: more provider settings, such as
+// roles_claim). It returns the mutation for newEnv or newCluster, and
+// sets *clientID (when not nil) to the client's id at B.
+func upstreamFromB(t *testing.T, b *env, clientID *string, extra map[string]any) func(*config.Config) {
+	return func(cfg *config.Config) {
+		cl, secret, err := b.srv.OAuthClients().CreateStatic(context.Background(), oauth.StaticClient{
+			Name: "mcpgate A", Confidential: true,
+			RedirectURIs: []string{cfg.PublicURL + "/login/upstream/instance-b/callback"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if clientID != nil {
+			*clientID = cl.ClientID
+		}
+		p := map[string]any{
+			"name": "instance-b", "display_name": "Instance B", "type": "oidc", "issuer": b.base,
+			"client_id": cl.ClientID, "client_secret": secret, "scopes": []string{"openid", "email", "profile"},
+		}
+		for k, v := range extra {
+			p[k] = v
+		}
+		doc, _ := json.Marshal(map[string]any{"providers": []any{p}})
+		path := filepath.Join(t.TempDir(), "upstreams.json")
+		if err := os.WriteFile(path, doc, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		cfg.UpstreamProvidersFile = path
 	}
 }
