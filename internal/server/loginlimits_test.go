@@ -29,6 +29,11 @@ import (
 // from sends one request to e's handler from the client address ip, with
 // header name, value pairs h.
 func (e *env) from(ip, method, path, contentType, body string, h ...string) httpResult {
+	return serveFrom(e.srv.Handler(), ip, method, path, contentType, body, h...)
+}
+
+// serveFrom sends one request to handler from the client address ip.
+func serveFrom(handler http.Handler, ip, method, path, contentType, body string, h ...string) httpResult {
 	r := httptest.NewRequest(method, path, strings.NewReader(body))
 	r.RemoteAddr = net.JoinHostPort(ip, "4711")
 	if contentType != "" {
@@ -38,7 +43,7 @@ func (e *env) from(ip, method, path, contentType, body string, h ...string) http
 		r.Header.Set(h[i], h[i+1])
 	}
 	w := httptest.NewRecorder()
-	e.srv.Handler().ServeHTTP(w, r)
+	handler.ServeHTTP(w, r)
 	return httpResult{w.Code, w.Header(), w.Body.Bytes()}
 }
 

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"strconv"
@@ -66,17 +65,7 @@ func newLimitNode(t *testing.T, cfg config.Config, ip string) *limitNode {
 
 // do sends one request; h holds header name, value pairs.
 func (n *limitNode) do(method, path, contentType, body string, h ...string) httpResult {
-	r := httptest.NewRequest(method, path, strings.NewReader(body))
-	r.RemoteAddr = net.JoinHostPort(n.ip, "4711")
-	if contentType != "" {
-		r.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(h); i += 2 {
-		r.Header.Set(h[i], h[i+1])
-	}
-	w := httptest.NewRecorder()
-	n.srv.Handler().ServeHTTP(w, r)
-	return httpResult{w.Code, w.Header(), w.Body.Bytes()}
+	return serveFrom(n.srv.Handler(), n.ip, method, path, contentType, body, h...)
 }
 
 func (n *limitNode) login(email, password string) httpResult {
