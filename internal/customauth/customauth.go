@@ -470,6 +470,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 				"If you did not start it, someone may have sent you this link to get into your account; they have not got in. "+
 				"If you did start it, go back to the sign-in page in this browser and sign in again.")
 		return
+	case reason == ReasonReplayed && h.signedIn(r):
+		// Back after signing in: the link is used, the browser is in.
+		// Audited like any replay; the user goes on, not to an error page.
+		h.opts.Audit.Record(r.Context(), audit.Event{Type: TypeRefused, Outcome: store.OutcomeDeny, Reason: reason,
+			Details: map[string]any{"stage": "callback", "login_flow": flowID, "note": "revisited by a signed-in browser (Back)"}})
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
 	case reason != "":
 		fail(http.StatusBadRequest, reason, nil, "Sign-in expired or invalid",
 			"This sign-in link is not valid (it is incomplete, was already used, or is older than 10 minutes). Go back to the sign-in page and try again.")
@@ -587,4 +594,10 @@ func (h *Handler) unavailable(w http.ResponseWriter, r *http.Request, err error)
 	w.Header().Set("Retry-After", "5")
 	h.opts.ErrorPage(w, r, http.StatusServiceUnavailable, "Temporarily unavailable",
 		"mcpgate could not complete this sign-in right now. Please try again in a moment.")
+}
+
+// signedIn reports whether r comes with a live mcpgate session.
+func (h *Handler) signedIn(r *http.Request) bool {
+	_, err := h.opts.Sessions.Current(r)
+	return err == nil
 }

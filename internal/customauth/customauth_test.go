@@ -217,7 +217,24 @@ func TestHappyPath(t *testing.T) {
 		t.Errorf("completed claims = %#v, want the claim names only", ev.Details["claims"])
 	}
 	// Replaying the callback is refused.
-	f.callback(redirect, cookie)
+	if w := f.callback(redirect, cookie); w.Code != http.StatusBadRequest {
+		t.Errorf("replay without a session: %d, want the error page", w.Code)
+	}
+	f.wantRefused(ReasonReplayed)
+	// Back after signing in: the browser that holds the new session goes
+	// on to its account instead of an error page; still audited.
+	var session string
+	for _, c := range w.Result().Cookies() {
+		if strings.Contains(c.Name, "session") && c.Value != "" {
+			session = c.Name + "=" + c.Value
+		}
+	}
+	if session == "" {
+		t.Fatalf("no session cookie from the callback: %v", w.Result().Cookies())
+	}
+	if back := f.callback(redirect, cookie+"; "+session); back.Code != http.StatusSeeOther || back.Header().Get("Location") != "/" {
+		t.Errorf("Back to the used callback while signed in: %d %q, want 303 to /", back.Code, back.Header().Get("Location"))
+	}
 	f.wantRefused(ReasonReplayed)
 }
 

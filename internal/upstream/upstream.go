@@ -297,6 +297,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		h.unavailable(w, r, err)
 		return
+	case problem == "replayed" && h.signedIn(r):
+		// Back after signing in: the link is used, the browser is in.
+		// Audited like any replay; the user goes on, not to an error page.
+		h.record(r, name, "", store.OutcomeDeny, ReasonStateMismatch, map[string]any{"state_problem": problem,
+			"note": "revisited by a signed-in browser (Back)"})
+		http.Redirect(w, r, "/", http.StatusSeeOther)
+		return
 	case problem != "":
 		fail(http.StatusBadRequest, ReasonStateMismatch, "", map[string]any{"state_problem": problem}, "Sign-in expired or invalid",
 			"This sign-in link is not valid any more (it was already used, is older than 10 minutes, or was started in another browser). "+retry)
@@ -580,4 +587,10 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// signedIn reports whether r comes with a live mcpgate session.
+func (h *Handler) signedIn(r *http.Request) bool {
+	_, err := h.opts.Sessions.Current(r)
+	return err == nil
 }

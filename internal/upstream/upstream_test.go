@@ -376,9 +376,16 @@ func TestStateReplayMismatchAndExpiry(t *testing.T) {
 	if resp, body := e.finish(b, "corp", state, "good-code"); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("first use: %d %s", resp.StatusCode, body)
 	}
+	// Back after signing in: the signed-in browser goes on to "/" (the
+	// replay is still audited); without a session it is an error page.
 	resp, body := e.finish(b, "corp", state, "good-code")
-	e.stateRefused(t, resp, body, "replayed")
-
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Errorf("Back to the used callback while signed in: %d %q %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if ev := e.rec.last(t, TypeLogin); ev.Reason != ReasonStateMismatch || ev.Details["state_problem"] != "replayed" {
+		t.Errorf("the Back replay was audited as %s %v", ev.Reason, ev.Details)
+	}
+	b = browser() // signed out from here on
 	resp, body = e.finish(b, "corp", "made-up-state", "good-code")
 	e.stateRefused(t, resp, body, "unknown")
 
