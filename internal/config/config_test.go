@@ -157,23 +157,27 @@ func TestOAuthSettingsValidated(t *testing.T) {
 	}
 }
 
+// parseServe is the serve command's configuration from flags args and
+// environment env (flags win).
+func parseServe(t *testing.T, args []string, env map[string]string) Config {
+	t.Helper()
+	c := Defaults()
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	c.RegisterStorage(fs)
+	c.RegisterServe(fs)
+	if err := fs.Parse(args); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // The simple token login is on by default; the flag or its MCPGATE_* twin
 // turns it off.
 func TestDisablePasswordLoginEndpoint(t *testing.T) {
-	parse := func(args []string, env map[string]string) Config {
-		t.Helper()
-		c := Defaults()
-		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-		c.RegisterStorage(fs)
-		c.RegisterServe(fs)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
-		}
-		if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	parse := func(args []string, env map[string]string) Config { return parseServe(t, args, env) }
 	if c := parse(nil, nil); c.DisablePasswordLogin {
 		t.Error("off by default")
 	}
@@ -190,20 +194,7 @@ func TestDisablePasswordLoginEndpoint(t *testing.T) {
 
 // Roles in ID tokens are opt-in, by flag or MCPGATE_ID_TOKEN_ROLES.
 func TestIDTokenRoles(t *testing.T) {
-	parse := func(args []string, env map[string]string) Config {
-		t.Helper()
-		c := Defaults()
-		fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
-		c.RegisterStorage(fs)
-		c.RegisterServe(fs)
-		if err := fs.Parse(args); err != nil {
-			t.Fatal(err)
-		}
-		if err := ApplyEnv(fs, func(k string) string { return env[k] }); err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
+	parse := func(args []string, env map[string]string) Config { return parseServe(t, args, env) }
 	if parse(nil, nil).IDTokenRoles {
 		t.Error("on by default")
 	}
