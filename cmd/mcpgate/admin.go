@@ -166,15 +166,11 @@ func (a *app) userCmd() *cobra.Command {
 		return &cobra.Command{
 			Use: use + " EMAIL|ID", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := a.openCore(cmd.Context(), server.OpenExisting)
+				c, u, err := a.openUser(cmd.Context(), args[0])
 				if err != nil {
 					return err
 				}
 				defer c.Close(cmd.Context())
-				u, err := c.Users.Get(cmd.Context(), args[0])
-				if err != nil {
-					return userErr(args[0], err)
-				}
 				if _, err := c.Users.SetDisabled(cmd.Context(), u.ID, disabled); err != nil {
 					return err
 				}
@@ -194,15 +190,11 @@ func (a *app) userCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.openCore(cmd.Context(), server.OpenExisting)
+			c, u, err := a.openUser(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer c.Close(cmd.Context())
-			u, err := c.Users.Get(cmd.Context(), args[0])
-			if err != nil {
-				return userErr(args[0], err)
-			}
 			if _, err := c.Users.SetPassword(cmd.Context(), u.ID, pw); err != nil {
 				return userInputErr(args[0], err)
 			}
@@ -233,15 +225,11 @@ it: give another user the admin role first.`,
 			if err != nil {
 				return userInputErr(args[0], err)
 			}
-			c, err := a.openCore(cmd.Context(), server.OpenExisting)
+			c, u, err := a.openUser(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			defer c.Close(cmd.Context())
-			u, err := c.Users.Get(cmd.Context(), args[0])
-			if err != nil {
-				return userErr(args[0], err)
-			}
 			if err := keepsAnAdmin(cmd.Context(), c.Users, u, want); err != nil {
 				return err
 			}
@@ -335,15 +323,11 @@ func (a *app) keyCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := a.openCore(cmd.Context(), server.OpenExisting)
+			c, u, err := a.openUser(cmd.Context(), user)
 			if err != nil {
 				return err
 			}
 			defer c.Close(cmd.Context())
-			u, err := c.Users.Get(cmd.Context(), user)
-			if err != nil {
-				return userErr(user, err)
-			}
 			plain, k, err := c.Keys.Issue(cmd.Context(), apikeys.IssueRequest{UserID: u.ID, Name: name, Scopes: splitList(scopes), ExpiresAt: exp})
 			if err != nil {
 				return keyInputErr(err, user, expires)
@@ -577,4 +561,19 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
+}
+
+// openUser opens the existing database (server.OpenExisting) and finds
+// the user named by who (an email or a user id). The caller closes c.
+func (a *app) openUser(ctx context.Context, who string) (*server.Core, store.User, error) {
+	c, err := a.openCore(ctx, server.OpenExisting)
+	if err != nil {
+		return nil, store.User{}, err
+	}
+	u, err := c.Users.Get(ctx, who)
+	if err != nil {
+		c.Close(ctx)
+		return nil, store.User{}, userErr(who, err)
+	}
+	return c, u, nil
 }
