@@ -288,12 +288,13 @@ func (m *Manager) Current(r *http.Request) (*Current, error) {
 	return &Current{Session: s, User: u, Secret: secret}, nil
 }
 
-// expiryReason says why a dead, unrevoked session died: "lifetime" or "idle".
+// expiryReason says why a dead, unrevoked session died:
+// store.SessionEndLifetime or store.SessionEndIdle.
 func expiryReason(s store.Session, now time.Time) string {
 	if !now.Before(s.ExpiresAt) {
-		return "lifetime"
+		return store.SessionEndLifetime
 	}
-	return "idle"
+	return store.SessionEndIdle
 }
 
 // End logs the request's session out: it revokes the session and its keys,
@@ -385,10 +386,15 @@ func (m *Manager) revokeUser(ctx context.Context, userID, except, reason string)
 
 // revoke ends s with its keys; when this call ended it, it records typ
 // (session.revoked, session.expired or logout) with reason, and the
-// key.revoked events of its keys.
+// key.revoked events of its keys. The session's end reason is the expiry
+// reason for session.expired, store.SessionEndRevoked otherwise.
 func (m *Manager) revoke(ctx context.Context, s store.Session, typ, reason string) (bool, error) {
 	now := m.opts.Now()
-	rv, err := m.st.RevokeSession(ctx, s.ID, toMillis(now))
+	end := store.SessionEndRevoked
+	if typ == audit.TypeSessionExpired {
+		end = reason
+	}
+	rv, err := m.st.RevokeSession(ctx, s.ID, toMillis(now), end)
 	if err != nil {
 		return false, err
 	}

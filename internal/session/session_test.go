@@ -537,7 +537,7 @@ func ids(ss []store.Session) []string {
 }
 
 func TestClean(t *testing.T) {
-	each(t, session.Options{IdleTimeout: time.Hour}, func(t *testing.T, e *env) {
+	each(t, session.Options{IdleTimeout: time.Hour, Lifetime: 24 * time.Hour}, func(t *testing.T, e *env) {
 		ctx := t.Context()
 		const retention = 48 * time.Hour
 		u := e.user("alice@example.com")
@@ -577,20 +577,36 @@ func TestClean(t *testing.T) {
 		if _, err := e.db.GetSession(ctx, sIdle.ID); err != nil {
 			t.Errorf("idle session deleted before its retention: %v", err)
 		}
-		// t0+51h: the idle one goes too; the live one stays.
+		if got, err := e.db.GetSession(ctx, sIdle.ID); err != nil || got.EndReason != store.SessionEndIdle {
+			t.Errorf("idle session = %+v, %v; want end reason idle", got, err)
+		}
+		// t0+51h: past the idle end's retention, but an idle session is
+		// kept until its lifetime (t0+24h) plus retention: OAuth grants
+		// keep its custom claims until its lifetime.
 		e.clock.Advance(2 * time.Hour)
+		if n, _, err = e.m.Clean(ctx, retention); err != nil || n != 0 {
+			t.Fatalf("Clean = %d, %v; want the idle session kept", n, err)
+		}
+		// t0+73h: past its lifetime's retention, it goes; the session
+		// signed in at t0+49h is ended (idle), not deleted.
+		e.clock.Advance(22 * time.Hour)
 		n, _, err = e.m.Clean(ctx, retention)
 		if err != nil || n != 1 {
 			t.Fatalf("Clean = %d, %v; want the idle session deleted", n, err)
 		}
+		if _, err := e.db.GetSession(ctx, sIdle.ID); !errors.Is(err, store.ErrNotFound) {
+			t.Error("idle session survived its lifetime's retention")
+		}
 		if _, err := e.db.GetSession(ctx, sLive.ID); err != nil {
-			t.Errorf("a live session was deleted: %v", err)
+			t.Errorf("a recent session was deleted: %v", err)
 		}
 	})
 }
 
 func TestCleanConcurrently(t *testing.T) {
-	each(t, session.Options{IdleTimeout: time.Hour}, func(t *testing.T, e *env) {
+	// Sessions signed in at t0 reach their lifetime at t0+49h.
+	opts := session.Options{IdleTimeout: time.Hour, Lifetime: 49 * time.Hour}
+	each(t, opts, func(t *testing.T, e *env) {
 		ctx := t.Context()
 		u := e.user("alice@example.com")
 		const n = 40
@@ -607,7 +623,9 @@ func TestCleanConcurrently(t *testing.T) {
 		e.clock.Advance(time.Hour / 2)
 		// Two nodes (two managers on one database) clean at once, twice:
 		// first the idle ones are ended, then, past retention, deleted.
-		other := session.New(e.db, e.rec, session.Options{IdleTimeout: time.Hour, Now: e.clock.Now})
+		otherOpts := opts
+		otherOpts.Now = e.clock.Now
+		other := session.New(e.db, e.rec, otherOpts)
 		var wg sync.WaitGroup
 		var mu sync.Mutex
 		total := 0
@@ -635,7 +653,8 @@ func TestCleanConcurrently(t *testing.T) {
 		}
 		// Each idle session is ended once, by one of the cleaners. Logged-out
 		// sessions ended 48.5h ago are deleted at once; the idle ones were
-		// just ended and stay for the retention period.
+		// just ended and stay until their lifetime (t0+49h) plus the
+		// retention period.
 		if expired != n/2 {
 			t.Errorf("%d session.expired events, want one for each of %d idle sessions", expired, n/2)
 		}

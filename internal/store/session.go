@@ -16,12 +16,32 @@ type Session struct {
 	LastSeenAt time.Time
 	ExpiresAt  time.Time // absolute lifetime end
 	RevokedAt  time.Time // zero: not revoked
-	IP         string
-	UserAgent  string
+	// EndReason says why the session ended ("" while RevokedAt is zero):
+	// SessionEndIdle, SessionEndLifetime or SessionEndRevoked. The cookie
+	// is dead whatever the reason; an OAuth grant's custom claims outlive
+	// an idle session up to ExpiresAt (see oauth's liveSignIn).
+	EndReason string
+	IP        string
+	UserAgent string
 	// Claims is a JSON object of custom claims the login source vouched
 	// for (custom login); empty otherwise. They land in the principal of
 	// requests made with this session.
 	Claims string
+}
+
+// Why a session ended (Session.EndReason).
+const (
+	SessionEndIdle     = "idle"     // past the idle timeout
+	SessionEndLifetime = "lifetime" // past ExpiresAt
+	// SessionEndRevoked: ended by someone — sign-out, revocation by the
+	// user or an admin, password change, user disabled, replaced by a new
+	// sign-in.
+	SessionEndRevoked = "revoked"
+)
+
+// ValidSessionEnd reports whether reason is one of the SessionEnd values.
+func ValidSessionEnd(reason string) bool {
+	return reason == SessionEndIdle || reason == SessionEndLifetime || reason == SessionEndRevoked
 }
 
 // Alive reports whether the session is usable at now given the idle timeout.
@@ -59,21 +79,29 @@ type SessionStore interface {
 	// TouchSession moves LastSeenAt forward (never backwards). Unknown
 	// ids are ignored.
 	TouchSession(ctx context.Context, id string, at time.Time) error
-	// RevokeSession revokes one session and its session keys; revoking an
-	// already revoked session keeps the first time (Ended false). ErrNotFound
-	// for an unknown id.
-	RevokeSession(ctx context.Context, id string, at time.Time) (SessionRevocation, error)
+	// RevokeSession revokes one session and its session keys, recording
+	// reason (a SessionEnd value) as its EndReason; revoking an already
+	// revoked session keeps the first time and reason (Ended false), except
+	// that SessionEndRevoked replaces SessionEndIdle: someone ending a
+	// sign-in that went idle still ends it. ErrNotFound for an unknown id.
+	RevokeSession(ctx context.Context, id string, at time.Time, reason string) (SessionRevocation, error)
 	// RevokeUserSessions revokes every session of a user that is not yet
-	// revoked, except exceptID (may be ""), with their session keys, and
-	// returns what it revoked (every entry has Ended true).
+	// revoked, except exceptID (may be ""), with their session keys and
+	// EndReason SessionEndRevoked, and returns what it revoked (every entry
+	// has Ended true). Sessions of the user that ended idle (except
+	// exceptID) get EndReason SessionEndRevoked too, without being
+	// reported: they were ended already.
 	RevokeUserSessions(ctx context.Context, userID, exceptID string, at time.Time) ([]SessionRevocation, error)
 	// ExpireSessions revokes, at now, up to limit sessions that are not
 	// revoked but dead: past ExpiresAt, or idle (LastSeenAt + idle <= now;
-	// idle <= 0: no idle limit), with their session keys. Safe to run on
+	// idle <= 0: no idle limit), with their session keys and EndReason
+	// SessionEndLifetime or SessionEndIdle (lifetime wins when both hold). Safe to run on
 	// several nodes at once: each dead session is ended by one caller.
 	ExpireSessions(ctx context.Context, now time.Time, idle time.Duration, limit int) ([]SessionRevocation, error)
-	// DeleteSessionsBefore deletes up to limit sessions that expired or were
-	// revoked before cutoff, together with their session keys, and returns
+	// DeleteSessionsBefore deletes up to limit sessions that expired, or
+	// were revoked for another reason than SessionEndIdle, before cutoff
+	// (an idle session is kept until its lifetime ends: grants' claims
+	// live on it), together with their session keys, and returns
 	// how many sessions it deleted; safe to run on several nodes at once.
 	DeleteSessionsBefore(ctx context.Context, cutoff time.Time, limit int) (int, error)
 	// ListSessionKeys returns the keys bound to a session (kind session).

@@ -55,6 +55,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"RevokeUserSessions", testRevokeUserSessions},
 		{"RevokeUserSessionsConcurrent", testRevokeUserSessionsConcurrent},
 		{"ExpireSessions", testExpireSessions},
+		{"SessionEndReason", testSessionEndReason},
 		{"ExpireSessionsConcurrent", testExpireSessionsConcurrent},
 		{"DeleteSessionsBefore", testDeleteSessionsBefore},
 		{"DeleteSessionsBeforeConcurrent", testDeleteSessionsBeforeConcurrent},

@@ -131,7 +131,7 @@ func testSessionCRUD(t *testing.T, s store.Store) {
 
 	// A revoked session is no longer listed, but can still be looked up
 	// (callers say why it is refused).
-	if _, err := s.RevokeSession(ctx, older.ID, at(time.Hour)); err != nil {
+	if _, err := s.RevokeSession(ctx, older.ID, at(time.Hour), store.SessionEndRevoked); err != nil {
 		t.Fatal(err)
 	}
 	list, _ = s.ListSessions(ctx, alice.ID)
@@ -186,7 +186,7 @@ func testSessionErrors(t *testing.T, s store.Store) {
 		if _, err := s.GetSession(ctx, id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("GetSession(%q) = %v, want ErrNotFound", id, err)
 		}
-		if _, err := s.RevokeSession(ctx, id, at(0)); !errors.Is(err, store.ErrNotFound) {
+		if _, err := s.RevokeSession(ctx, id, at(0), store.SessionEndRevoked); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("RevokeSession(%q) = %v, want ErrNotFound", id, err)
 		}
 		if err := s.TouchSession(ctx, id, at(0)); err != nil {
@@ -243,12 +243,13 @@ func testRevokeSessionWithKeys(t *testing.T, s store.Store) {
 	otherKey := mustSessionKey(t, s, other, at(time.Minute))
 	manual := mustKey(t, s, u.ID, "manual", at(0))
 
-	rv, err := s.RevokeSession(ctx, sess.ID, at(10*time.Minute))
+	rv, err := s.RevokeSession(ctx, sess.ID, at(10*time.Minute), store.SessionEndRevoked)
 	if err != nil {
 		t.Fatalf("RevokeSession: %v", err)
 	}
 	wantS := sess
 	wantS.RevokedAt = ms(at(10 * time.Minute))
+	wantS.EndReason = store.SessionEndRevoked
 	wantK := key
 	wantK.RevokedAt = ms(at(10 * time.Minute))
 	if d := diff(store.SessionRevocation{Session: wantS, Ended: true, Keys: []store.APIKey{wantK}}, rv); d != "" {
@@ -268,7 +269,7 @@ func testRevokeSessionWithKeys(t *testing.T, s store.Store) {
 	}
 
 	// Again: the first time stays, nothing is reported as ended.
-	rv, err = s.RevokeSession(ctx, sess.ID, at(20*time.Minute))
+	rv, err = s.RevokeSession(ctx, sess.ID, at(20*time.Minute), store.SessionEndRevoked)
 	if err != nil {
 		t.Fatalf("RevokeSession(again): %v", err)
 	}
@@ -312,7 +313,7 @@ func testRevokeSessionConcurrent(t *testing.T, s store.Store) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			rv, err := s.RevokeSession(ctx, sess.ID, at(time.Duration(i+1)*time.Second))
+			rv, err := s.RevokeSession(ctx, sess.ID, at(time.Duration(i+1)*time.Second), store.SessionEndRevoked)
 			if err != nil {
 				t.Errorf("concurrent RevokeSession: %v", err)
 				return
@@ -350,7 +351,7 @@ func testSessionKeyRacesRevocation(t *testing.T, s store.Store) {
 			}
 		})
 		wg.Go(func() {
-			if _, err := s.RevokeSession(ctx, sess.ID, at(time.Minute)); err != nil {
+			if _, err := s.RevokeSession(ctx, sess.ID, at(time.Minute), store.SessionEndRevoked); err != nil {
 				t.Errorf("RevokeSession racing a key: %v", err)
 			}
 		})
@@ -379,7 +380,7 @@ func testRevokeUserSessions(t *testing.T, s store.Store) {
 	keepKey := mustSessionKey(t, s, keep, at(0))
 	aKey := mustSessionKey(t, s, a, at(0))
 	bobKey := mustSessionKey(t, s, bobs, at(0))
-	if _, err := s.RevokeSession(ctx, done.ID, at(time.Minute)); err != nil {
+	if _, err := s.RevokeSession(ctx, done.ID, at(time.Minute), store.SessionEndRevoked); err != nil {
 		t.Fatal(err)
 	}
 
@@ -487,7 +488,7 @@ func testExpireSessions(t *testing.T, s store.Store) {
 	pastLifetime := mk(now, now)
 	bothDead := mk(at(0), at(time.Hour))
 	revoked := mk(at(0), at(time.Hour))
-	if _, err := s.RevokeSession(ctx, revoked.ID, at(time.Hour)); err != nil {
+	if _, err := s.RevokeSession(ctx, revoked.ID, at(time.Hour), store.SessionEndRevoked); err != nil {
 		t.Fatal(err)
 	}
 	key := mustSessionKey(t, s, idleDead, at(0))
@@ -512,6 +513,13 @@ func testExpireSessions(t *testing.T, s store.Store) {
 		if !rv.Ended || !rv.Session.RevokedAt.Equal(ms(now)) {
 			t.Errorf("expired session %+v: want Ended at %v", rv.Session, ms(now))
 		}
+		want := store.SessionEndLifetime // past its lifetime wins over idle
+		if rv.Session.ID == idleDead.ID {
+			want = store.SessionEndIdle
+		}
+		if rv.Session.EndReason != want || getSession(t, s, rv.Session.ID).EndReason != want {
+			t.Errorf("expired session %s has end reason %q, want %q", rv.Session.ID, rv.Session.EndReason, want)
+		}
 		if rv.Session.ID == idleDead.ID && (len(rv.Keys) != 1 || rv.Keys[0].ID != key.ID) {
 			t.Errorf("expiring session %s revoked keys %v, want its key", rv.Session.ID, rv.Keys)
 		}
@@ -522,8 +530,8 @@ func testExpireSessions(t *testing.T, s store.Store) {
 	if !getSession(t, s, live.ID).RevokedAt.IsZero() {
 		t.Error("a live session was expired")
 	}
-	if got := getSession(t, s, revoked.ID).RevokedAt; !got.Equal(ms(at(time.Hour))) {
-		t.Errorf("an already revoked session got a new time %v", got)
+	if got := getSession(t, s, revoked.ID); !got.RevokedAt.Equal(ms(at(time.Hour))) || got.EndReason != store.SessionEndRevoked {
+		t.Errorf("an already revoked session got a new time or reason: %v, %q", got.RevokedAt, got.EndReason)
 	}
 	// No idle limit: only the lifetime counts.
 	if r, err := s.ExpireSessions(ctx, now.Add(2*time.Hour), 0, 100); err != nil || len(r) != 1 || r[0].Session.ID != live.ID {
@@ -574,13 +582,18 @@ func testDeleteSessionsBefore(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	u := mustUser(t, s, "alice@example.com")
 	cutoff := at(time.Hour)
-	mk := func(expires, revoked time.Time) store.Session {
+	mkEnded := func(expires, revoked time.Time, reason string) store.Session {
 		t.Helper()
-		sess := store.Session{ID: store.NewID("ses"), UserID: u.ID, Hash: randomHash(), CreatedAt: at(-time.Hour), ExpiresAt: expires, RevokedAt: revoked}
+		sess := store.Session{ID: store.NewID("ses"), UserID: u.ID, Hash: randomHash(), CreatedAt: at(-time.Hour),
+			ExpiresAt: expires, RevokedAt: revoked, EndReason: reason}
 		if err := s.CreateSession(ctx, sess); err != nil {
 			t.Fatal(err)
 		}
 		return sess
+	}
+	mk := func(expires, revoked time.Time) store.Session {
+		t.Helper()
+		return mkEnded(expires, revoked, "")
 	}
 	none := time.Time{}
 	keep := []store.Session{
@@ -588,11 +601,15 @@ func testDeleteSessionsBefore(t *testing.T, s store.Store) {
 		mk(cutoff, none),
 		mk(at(2*time.Hour), cutoff),
 		mk(at(3*time.Hour), at(90*time.Minute)),
+		// Ended idle long ago, but grants keep its claims until its
+		// lifetime ends.
+		mkEnded(at(5*time.Hour), at(30*time.Minute), store.SessionEndIdle),
 	}
 	gone := []store.Session{
 		mk(at(10*time.Minute), none),
 		mk(at(20*time.Minute), at(5*time.Minute)),
 		mk(at(5*time.Hour), at(30*time.Minute)),
+		mkEnded(at(40*time.Minute), at(30*time.Minute), store.SessionEndIdle),
 	}
 	// Session keys go with their session; while it stays, so do they,
 	// even long expired (so the session never gets a second key).
@@ -614,8 +631,8 @@ func testDeleteSessionsBefore(t *testing.T, s store.Store) {
 		t.Fatalf("DeleteSessionsBefore(limit 2) = %d, %v; want 2", n, err)
 	}
 	n, err = s.DeleteSessionsBefore(ctx, cutoff, 100)
-	if err != nil || n != 1 {
-		t.Fatalf("DeleteSessionsBefore(rest) = %d, %v; want 1", n, err)
+	if err != nil || n != 2 {
+		t.Fatalf("DeleteSessionsBefore(rest) = %d, %v; want 2", n, err)
 	}
 	for _, sess := range gone {
 		if _, err := s.GetSession(ctx, sess.ID); !errors.Is(err, store.ErrNotFound) {
@@ -703,5 +720,101 @@ func testSessionKeyRoundTrip(t *testing.T, s store.Store) {
 	all, _ := s.ListAPIKeys(ctx, u.ID)
 	if d := diff([]store.APIKey{k}, all); d != "" {
 		t.Errorf("ListAPIKeys shows session keys too (-want +got):\n%s", d)
+	}
+}
+
+// testSessionEndReason: every way a session ends records why, and only
+// someone ending it (sign-out, revocation, password change) turns an idle
+// end into a revocation; nothing else rewrites the reason.
+func testSessionEndReason(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	u := mustUser(t, s, "alice@example.com")
+	reason := func(id string) string { t.Helper(); return getSession(t, s, id).EndReason }
+
+	if live := mustSession(t, s, u.ID, at(0), time.Hour); reason(live.ID) != "" {
+		t.Errorf("a live session has end reason %q, want none", reason(live.ID))
+	}
+	if _, err := s.RevokeSession(ctx, mustSession(t, s, u.ID, at(0), time.Hour).ID, at(time.Minute), "bored"); err == nil {
+		t.Error("RevokeSession with an unknown end reason succeeded")
+	}
+
+	// Ended idle (by the cleaner or by Current); a later idle or lifetime
+	// end keeps that, someone revoking it makes it revoked, keeping the time.
+	idle := mustSession(t, s, u.ID, at(0), time.Hour)
+	if rv, err := s.RevokeSession(ctx, idle.ID, at(time.Minute), store.SessionEndIdle); err != nil || !rv.Ended || rv.Session.EndReason != store.SessionEndIdle {
+		t.Fatalf("RevokeSession(idle) = %+v, %v; want ended idle", rv, err)
+	}
+	if rv, err := s.RevokeSession(ctx, idle.ID, at(2*time.Minute), store.SessionEndLifetime); err != nil || rv.Ended || rv.Session.EndReason != store.SessionEndIdle {
+		t.Errorf("RevokeSession(lifetime) of an idle session = %+v, %v; want it left idle", rv, err)
+	}
+	rv, err := s.RevokeSession(ctx, idle.ID, at(3*time.Minute), store.SessionEndRevoked)
+	if err != nil || rv.Ended || rv.Session.EndReason != store.SessionEndRevoked || !rv.Session.RevokedAt.Equal(ms(at(time.Minute))) {
+		t.Errorf("RevokeSession(revoked) of an idle session = %+v, %v; want revoked, first time kept, not reported as ended", rv, err)
+	}
+	if reason(idle.ID) != store.SessionEndRevoked {
+		t.Errorf("stored end reason %q, want revoked", reason(idle.ID))
+	}
+
+	// Past its lifetime stays so.
+	old := mustSession(t, s, u.ID, at(0), time.Minute)
+	if _, err := s.RevokeSession(ctx, old.ID, at(time.Minute), store.SessionEndLifetime); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RevokeSession(ctx, old.ID, at(2*time.Minute), store.SessionEndRevoked); err != nil || reason(old.ID) != store.SessionEndLifetime {
+		t.Errorf("revoking a session past its lifetime: %v, reason %q; want lifetime kept", err, reason(old.ID))
+	}
+
+	// RevokeUserSessions (password change, user disabled, "sign out
+	// everywhere else"): live sessions and idle ones become revoked, the
+	// kept one and other users' are untouched.
+	carol := mustUser(t, s, "carol@example.com")
+	keep := mustSession(t, s, carol.ID, at(0), time.Hour)
+	liveOther := mustSession(t, s, carol.ID, at(0), time.Hour)
+	idleOther := mustSession(t, s, carol.ID, at(0), time.Hour)
+	keepIdle := mustSession(t, s, carol.ID, at(0), time.Hour)
+	bob := mustUser(t, s, "bob@example.com")
+	bobIdle := mustSession(t, s, bob.ID, at(0), time.Hour)
+	for _, id := range []string{idleOther.ID, keepIdle.ID, bobIdle.ID} {
+		if _, err := s.RevokeSession(ctx, id, at(time.Minute), store.SessionEndIdle); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revs, err := s.RevokeUserSessions(ctx, carol.ID, keepIdle.ID, at(10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := diff(sortedIDs(keep.ID, liveOther.ID), revokedIDs(revs)); d != "" {
+		t.Errorf("RevokeUserSessions reported (-want +got):\n%s", d)
+	}
+	for _, rv := range revs {
+		if rv.Session.EndReason != store.SessionEndRevoked {
+			t.Errorf("RevokeUserSessions ended %s with reason %q, want revoked", rv.Session.ID, rv.Session.EndReason)
+		}
+	}
+	for id, want := range map[string]string{
+		keep.ID: store.SessionEndRevoked, liveOther.ID: store.SessionEndRevoked, idleOther.ID: store.SessionEndRevoked,
+		keepIdle.ID: store.SessionEndIdle, bobIdle.ID: store.SessionEndIdle,
+	} {
+		if got := reason(id); got != want {
+			t.Errorf("after RevokeUserSessions, session %s has end reason %q, want %q", id, got, want)
+		}
+	}
+	if got := getSession(t, s, idleOther.ID).RevokedAt; !got.Equal(ms(at(time.Minute))) {
+		t.Errorf("an idle session got a new revocation time %v", got)
+	}
+
+	// CreateSession: a revoked session without a reason was ended by
+	// someone; a reason without a revocation, or an unknown one, is refused.
+	gone := store.Session{ID: store.NewID("ses"), UserID: u.ID, Hash: randomHash(), ExpiresAt: at(time.Hour), RevokedAt: at(0)}
+	if err := s.CreateSession(ctx, gone); err != nil || reason(gone.ID) != store.SessionEndRevoked {
+		t.Errorf("CreateSession(revoked, no reason) = %v, reason %q; want revoked", err, reason(gone.ID))
+	}
+	for _, bad := range []store.Session{
+		{ID: store.NewID("ses"), UserID: u.ID, Hash: randomHash(), ExpiresAt: at(time.Hour), EndReason: store.SessionEndIdle},
+		{ID: store.NewID("ses"), UserID: u.ID, Hash: randomHash(), ExpiresAt: at(time.Hour), RevokedAt: at(0), EndReason: "bored"},
+	} {
+		if err := s.CreateSession(ctx, bad); err == nil {
+			t.Errorf("CreateSession(revoked at %v, reason %q) succeeded", bad.RevokedAt, bad.EndReason)
+		}
 	}
 }

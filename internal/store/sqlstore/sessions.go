@@ -13,13 +13,13 @@ import (
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
-const sessionColumns = `id, user_id, hash, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent, claims`
+const sessionColumns = `id, user_id, hash, created_at, last_seen_at, expires_at, revoked_at, ip, user_agent, claims, end_reason`
 
 // sessionColumnsS is sessionColumns qualified with the alias s.
-const sessionColumnsS = `s.id, s.user_id, s.hash, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.ip, s.user_agent, s.claims`
+const sessionColumnsS = `s.id, s.user_id, s.hash, s.created_at, s.last_seen_at, s.expires_at, s.revoked_at, s.ip, s.user_agent, s.claims, s.end_reason`
 
 func sessionDest(s *store.Session, t *[4]sql.NullInt64) []any {
-	return []any{&s.ID, &s.UserID, &s.Hash, &t[0], &t[1], &t[2], &t[3], &s.IP, &s.UserAgent, &s.Claims}
+	return []any{&s.ID, &s.UserID, &s.Hash, &t[0], &t[1], &t[2], &t[3], &s.IP, &s.UserAgent, &s.Claims, &s.EndReason}
 }
 
 func finishSession(s *store.Session, t *[4]sql.NullInt64) {
@@ -64,6 +64,14 @@ func (d *DB) CreateSession(ctx context.Context, s store.Session) error {
 	if s.ExpiresAt.IsZero() {
 		return errors.New("store: session has no expiry")
 	}
+	switch {
+	case s.RevokedAt.IsZero() && s.EndReason != "":
+		return fmt.Errorf("store: session has end reason %q but no revocation time", s.EndReason)
+	case s.EndReason != "" && !store.ValidSessionEnd(s.EndReason):
+		return fmt.Errorf("store: unknown session end reason %q", s.EndReason)
+	case !s.RevokedAt.IsZero() && s.EndReason == "":
+		s.EndReason = store.SessionEndRevoked // ended without a word why: ended by someone
+	}
 	if err := checkText("session", "id", s.ID, "user id", s.UserID); err != nil {
 		return err
 	}
@@ -76,9 +84,9 @@ func (d *DB) CreateSession(ctx context.Context, s store.Session) error {
 		seen = created
 	}
 	_, err := d.db.ExecContext(ctx,
-		`INSERT INTO sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+		`INSERT INTO sessions (`+sessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		s.ID, s.UserID, s.Hash, millis(created), millis(seen), millis(s.ExpiresAt), millis(s.RevokedAt),
-		sanitizeText(s.IP), sanitizeText(s.UserAgent), s.Claims)
+		sanitizeText(s.IP), sanitizeText(s.UserAgent), s.Claims, s.EndReason)
 	if err != nil {
 		return fmt.Errorf("create session %q: %w", s.ID, mapErr(err))
 	}
@@ -171,10 +179,14 @@ func (d *DB) revokeSessionKeys(ctx context.Context, tx *sql.Tx, sessionID string
 	return keys, nil
 }
 
-// RevokeSession revokes a session and its keys in one transaction. A
-// session revoked earlier keeps its time (Ended false); keys still live
-// under it are revoked all the same.
-func (d *DB) RevokeSession(ctx context.Context, id string, at time.Time) (store.SessionRevocation, error) {
+// RevokeSession revokes a session and its keys in one transaction, with
+// reason as its end reason. A session revoked earlier keeps its time and
+// reason (Ended false), except that SessionEndRevoked replaces
+// SessionEndIdle; keys still live under it are revoked all the same.
+func (d *DB) RevokeSession(ctx context.Context, id string, at time.Time, reason string) (store.SessionRevocation, error) {
+	if !store.ValidSessionEnd(reason) {
+		return store.SessionRevocation{}, fmt.Errorf("revoke session: unknown end reason %q", reason)
+	}
 	if !validText(id) {
 		return store.SessionRevocation{}, fmt.Errorf("revoke session: %w", store.ErrNotFound)
 	}
@@ -186,12 +198,20 @@ func (d *DB) RevokeSession(ctx context.Context, id string, at time.Time) (store.
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
 		out = store.SessionRevocation{}
 		s, err := scanSession(tx.QueryRowContext(ctx,
-			`UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING `+sessionColumns, id, atMS))
+			`UPDATE sessions SET revoked_at = $2, end_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING `+sessionColumns,
+			id, atMS, reason))
 		switch {
 		case err == nil:
 			out.Ended = true
 		case errors.Is(err, sql.ErrNoRows):
 			// Unknown, or revoked already (by a concurrent logout, say).
+			// Someone ending a sign-in that went idle still ends it for
+			// the grants that keep its claims.
+			if reason == store.SessionEndRevoked {
+				if err := d.idleToRevoked(ctx, tx, `id = $1`, id); err != nil {
+					return fmt.Errorf("revoke session %q: %w", id, err)
+				}
+			}
 			s, err = scanSession(tx.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions WHERE id = $1`, id))
 			if err != nil {
 				return fmt.Errorf("revoke session %q: %w", id, mapErr(err))
@@ -242,9 +262,15 @@ func (d *DB) RevokeUserSessions(ctx context.Context, userID, exceptID string, at
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("revoke user sessions: %w", err)
 		}
-		revs, err := d.endSessions(ctx, tx, ids, atMS)
+		revs, err := d.endSessions(ctx, tx, ids, atMS, func(string) string { return store.SessionEndRevoked })
+		if err != nil {
+			return err
+		}
 		out = revs
-		return err
+		// Sessions that ended idle were not locked above (they are
+		// revoked); marking them is one statement on rows nobody else
+		// revokes (RevokeSession only touches idle ones the same way).
+		return d.idleToRevoked(ctx, tx, `user_id = $1 AND id <> $2`, userID, exceptID)
 	})
 	if err != nil {
 		return nil, err
@@ -252,13 +278,27 @@ func (d *DB) RevokeUserSessions(ctx context.Context, userID, exceptID string, at
 	return out, nil
 }
 
+// idleToRevoked marks the sessions matching where (over args) that ended
+// idle as revoked: someone ended the sign-in after the cookie went idle,
+// which ends the custom claims grants keep from it.
+func (d *DB) idleToRevoked(ctx context.Context, tx *sql.Tx, where string, args ...any) error {
+	_, err := tx.ExecContext(ctx, `UPDATE sessions SET end_reason = '`+store.SessionEndRevoked+`'
+		WHERE `+where+` AND end_reason = '`+store.SessionEndIdle+`'`, args...)
+	if err != nil {
+		return fmt.Errorf("mark idle sessions revoked: %w", err)
+	}
+	return nil
+}
+
 // endSessions revokes the (locked) sessions ids that are still unrevoked,
-// with their keys, and reports what it changed, in id order.
-func (d *DB) endSessions(ctx context.Context, tx *sql.Tx, ids []string, atMS int64) ([]store.SessionRevocation, error) {
+// with their keys and the end reason reasonFor gives each, and reports
+// what it changed, in id order.
+func (d *DB) endSessions(ctx context.Context, tx *sql.Tx, ids []string, atMS int64, reasonFor func(id string) string) ([]store.SessionRevocation, error) {
 	var out []store.SessionRevocation
 	for _, id := range ids {
 		s, err := scanSession(tx.QueryRowContext(ctx,
-			`UPDATE sessions SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL RETURNING `+sessionColumns, id, atMS))
+			`UPDATE sessions SET revoked_at = $2, end_reason = $3 WHERE id = $1 AND revoked_at IS NULL RETURNING `+sessionColumns,
+			id, atMS, reasonFor(id)))
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // ended meanwhile by someone else
 		}
@@ -290,7 +330,7 @@ func (d *DB) ExpireSessions(ctx context.Context, now time.Time, idle time.Durati
 	err := d.inTx(ctx, func(tx *sql.Tx) error {
 		out = nil
 		rows, err := tx.QueryContext(ctx,
-			`SELECT id FROM sessions
+			`SELECT id, expires_at FROM sessions
 			WHERE revoked_at IS NULL AND (expires_at <= $1 OR last_seen_at <= $2)
 			ORDER BY id LIMIT $3`+d.lockClause("FOR UPDATE SKIP LOCKED"),
 			nowMS, idleCutoff, limit)
@@ -298,19 +338,27 @@ func (d *DB) ExpireSessions(ctx context.Context, now time.Time, idle time.Durati
 			return fmt.Errorf("expire sessions: %w", err)
 		}
 		var ids []string
+		reasons := map[string]string{}
 		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
+			var (
+				id      string
+				expires int64
+			)
+			if err := rows.Scan(&id, &expires); err != nil {
 				rows.Close()
 				return fmt.Errorf("expire sessions: %w", err)
 			}
 			ids = append(ids, id)
+			reasons[id] = store.SessionEndIdle
+			if expires <= nowMS {
+				reasons[id] = store.SessionEndLifetime
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("expire sessions: %w", err)
 		}
-		out, err = d.endSessions(ctx, tx, ids, nowMS)
+		out, err = d.endSessions(ctx, tx, ids, nowMS, func(id string) string { return reasons[id] })
 		return err
 	})
 	if err != nil {
@@ -319,8 +367,10 @@ func (d *DB) ExpireSessions(ctx context.Context, now time.Time, idle time.Durati
 	return out, nil
 }
 
-// DeleteSessionsBefore deletes up to limit sessions that expired or were
-// revoked before cutoff; their keys go with them (ON DELETE CASCADE).
+// DeleteSessionsBefore deletes up to limit sessions that expired, or were
+// revoked for another reason than idleness, before cutoff; their keys go
+// with them (ON DELETE CASCADE). A session that ended idle is kept until
+// its lifetime ends: grants keep its custom claims until then.
 func (d *DB) DeleteSessionsBefore(ctx context.Context, cutoff time.Time, limit int) (int, error) {
 	if limit <= 0 || cutoff.IsZero() {
 		return 0, nil
@@ -328,7 +378,7 @@ func (d *DB) DeleteSessionsBefore(ctx context.Context, cutoff time.Time, limit i
 	res, err := d.db.ExecContext(ctx,
 		`DELETE FROM sessions WHERE id IN (
 			SELECT id FROM sessions
-			WHERE expires_at < $1 OR revoked_at < $1
+			WHERE expires_at < $1 OR (revoked_at < $1 AND end_reason <> '`+store.SessionEndIdle+`')
 			ORDER BY id LIMIT $2`+d.lockClause("FOR UPDATE SKIP LOCKED")+`)`,
 		cutoff.UnixMilli(), limit)
 	if err != nil {
