@@ -16,9 +16,14 @@ package oauth
 // Claims live as long as the sign-in that approved the client. A claim is
 // the login source's word about the user at sign-in (an organisation, an
 // "auditor" role); mcpgate cannot ask the source again, so the word holds
-// only while the sign-in does. Once the session has ended — signed out,
-// revoked by the user or an admin, ended by a password change, past its
-// lifetime or idle timeout, or deleted — the next token of the grant is
+// only while the sign-in does. The sign-in ends when someone ends it or at
+// its absolute lifetime (--session-lifetime), not when the browser merely
+// goes unused: the idle timeout (--session-idle-timeout) bounds an
+// unattended browser cookie, and a user whose MCP clients work for days
+// without opening mcpgate in a browser has not ended anything. Once the
+// session has ended — signed out, revoked by the user or an admin, ended
+// by a password change or the user being disabled, replaced by a new
+// sign-in, past its lifetime, or deleted — the next token of the grant is
 // minted without custom claims (tools that need one fail closed), the
 // grant's claims are dropped for good, and the token's audit event says
 // so once (details.claims_dropped = "session_ended"). The grant itself
@@ -56,7 +61,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/mcpgate/mcpgate/internal/principal"
 	"github.com/mcpgate/mcpgate/internal/store"
@@ -134,10 +138,13 @@ func (s *Server) tokenClaims(ctx context.Context, g store.OAuthGrant) (grantToke
 	return grantTokenClaims{extra: extra, names: slices.Sorted(maps.Keys(picked))}, nil
 }
 
-// signInLive reports whether the browser session grant g was approved
-// from is still live for g's user: not revoked (sign-out, revocation,
-// password change), within its lifetime and idle timeout, as
-// session.Manager.Current would accept it. It never touches the session:
+// signInLive reports whether the sign-in (browser session) grant g was
+// approved from is still live for g's user: within its absolute lifetime
+// and not ended by anyone (sign-out, revocation, password change, user
+// disabled: store.SessionEndRevoked). A session that only went idle — not
+// yet ended, or ended with store.SessionEndIdle by the cleaner or by
+// session.Manager.Current — still counts: the cookie is dead for the
+// browser, but the sign-in was not ended. It never touches the session:
 // a client's use must not keep a browser cookie alive past its idle
 // timeout, which bounds an unattended browser. A grant without a session
 // (stored before grants recorded one) or whose session was deleted has
@@ -159,12 +166,8 @@ func (s *Server) liveSignIn(ctx context.Context, g store.OAuthGrant) (store.Sess
 	case err != nil:
 		return store.Session{}, false, fmt.Errorf("oauth: the session of grant %s: %w", g.ID, err)
 	}
-	var idle time.Duration
-	if s.opts.Sessions != nil {
-		idle = s.opts.Sessions.IdleTimeout()
-	}
-	now := s.now()
-	if sess.UserID != g.UserID || !sess.Alive(now, idle) {
+	ended := !sess.RevokedAt.IsZero() && sess.EndReason != store.SessionEndIdle
+	if sess.UserID != g.UserID || ended || !s.now().Before(sess.ExpiresAt) {
 		return store.Session{}, false, nil
 	}
 	return sess, true, nil

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mcpgate/mcpgate/internal/audit"
 	"github.com/mcpgate/mcpgate/internal/oauth"
+	"github.com/mcpgate/mcpgate/internal/session"
 	"github.com/mcpgate/mcpgate/internal/store"
 	"github.com/mcpgate/mcpgate/internal/store/sqlstore"
 )
@@ -228,14 +229,27 @@ func TestSharedClaims(t *testing.T) {
 	}
 }
 
+// endIdle ends sess the way the session cleaner does once it has been
+// idle past the idle timeout (on the stack's clock).
+func endIdle(t *testing.T, s *stack, sess store.Session) {
+	t.Helper()
+	s.clock.Advance(s.sessions.IdleTimeout() + time.Minute)
+	revs, err := s.db.ExpireSessions(context.Background(), s.clock.Now(), s.sessions.IdleTimeout(), 100)
+	if err != nil || len(revs) != 1 || revs[0].Session.ID != sess.ID || revs[0].Session.EndReason != store.SessionEndIdle {
+		t.Fatalf("ExpireSessions = %+v, %v; want the session ended idle", revs, err)
+	}
+}
+
 // TestAccessTokenClaimsLiveWithTheSignIn: a grant's claims travel in its
 // access tokens while the browser session the user approved from lives.
-// However that sign-in ends — sign-out, an admin's revocation, the idle
-// timeout, the row deleted after retention — the next refresh yields a
-// token without them (the grant lives on, with its scopes), the grant's
-// claims are dropped for good, and oauth.token_refreshed says so once.
+// However that sign-in ends — sign-out, an admin's revocation (also after
+// the browser went idle), its lifetime, the row deleted after retention —
+// the next refresh yields a token without them (the grant lives on, with
+// its scopes), the grant's claims are dropped for good, and
+// oauth.token_refreshed says so once.
 func TestAccessTokenClaimsLiveWithTheSignIn(t *testing.T) {
 	ctx := context.Background()
+	const lifetime = 48 * time.Hour
 	for _, c := range []struct {
 		name string
 		end  func(t *testing.T, s *stack, sess store.Session)
@@ -246,8 +260,16 @@ func TestAccessTokenClaimsLiveWithTheSignIn(t *testing.T) {
 		{"revoked by an admin", func(t *testing.T, s *stack, sess store.Session) {
 			must(t, s.sessions.RevokeAll(ctx, sess.UserID, "admin"))
 		}},
-		{"idle", func(t *testing.T, s *stack, sess store.Session) {
-			s.clock.Advance(s.sessions.IdleTimeout() + time.Minute)
+		{"signed out after going idle", func(t *testing.T, s *stack, sess store.Session) {
+			endIdle(t, s, sess)
+			must(t, s.sessions.Revoke(ctx, sess.UserID, sess.ID))
+		}},
+		{"password changed after going idle", func(t *testing.T, s *stack, sess store.Session) {
+			endIdle(t, s, sess)
+			must(t, s.sessions.RevokeAll(ctx, sess.UserID, "password_changed"))
+		}},
+		{"past its lifetime", func(t *testing.T, s *stack, sess store.Session) {
+			s.clock.Advance(lifetime + time.Minute)
 		}},
 		{"deleted after retention", func(t *testing.T, s *stack, sess store.Session) {
 			must(t, s.sessions.Revoke(ctx, sess.UserID, sess.ID))
@@ -261,7 +283,7 @@ func TestAccessTokenClaimsLiveWithTheSignIn(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			eachStore(t, func(t *testing.T, db *sqlstore.DB) {
-				s := newStack(t, db, stackOptions{tokenClaims: []string{"organization_id", "roles"}})
+				s := newStack(t, db, stackOptions{tokenClaims: []string{"organization_id", "roles"}, sessionLifetime: lifetime})
 				clientID, secret := s.confidentialClient("Claims app")
 				b := s.browser()
 				sess := b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_acme", "roles": []string{"auditor"}})
@@ -382,9 +404,11 @@ func TestAccessTokenClaimsNotInheritedByANewSignIn(t *testing.T) {
 // TestAccessTokenClaimsDoNotKeepTheBrowserSignedIn: a client's refreshes
 // never move its sign-in's last-seen time (review #5, N2): the browser
 // session's idle timeout bounds an unattended browser, whatever clients
-// do; when it passes, the claims go with it.
+// do. The claims do not go with it: a user whose MCP clients work without
+// the browser has not ended the sign-in; they end at its lifetime.
 func TestAccessTokenClaimsDoNotKeepTheBrowserSignedIn(t *testing.T) {
-	s := newStack(t, storeSQLite(t), stackOptions{tokenClaims: []string{"organization_id"}})
+	const lifetime = 72 * time.Hour
+	s := newStack(t, storeSQLite(t), stackOptions{tokenClaims: []string{"organization_id"}, sessionLifetime: lifetime})
 	clientID, secret := s.confidentialClient("Claims app")
 	b := s.browser()
 	sess := b.signInWithClaims(s.alice, map[string]any{"organization_id": "org_acme"})
@@ -409,8 +433,37 @@ func TestAccessTokenClaimsDoNotKeepTheBrowserSignedIn(t *testing.T) {
 	if got, err := s.db.GetSession(context.Background(), sess.ID); err != nil || !got.LastSeenAt.Equal(sess.LastSeenAt) {
 		t.Errorf("the refresh moved the browser session's last-seen time: %v → %v (%v)", sess.LastSeenAt, got.LastSeenAt, err)
 	}
+	// Past the idle timeout the browser session is dead for the browser
+	// (the cleaner ended it, idle), but the claims live on.
 	s.clock.Advance(2 * time.Hour)
+	ctx := context.Background()
+	if _, err := s.db.ExpireSessions(ctx, s.clock.Now(), s.sessions.IdleTimeout(), 100); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.db.GetSession(ctx, sess.ID); err != nil || got.RevokedAt.IsZero() || got.EndReason != store.SessionEndIdle {
+		t.Fatalf("browser session past its idle timeout = %+v, %v; want ended idle", got, err)
+	}
+	if got := refresh(); got["organization_id"] != "org_acme" {
+		t.Errorf("past the browser's idle timeout the token carries %v, want the claims until the sign-in's lifetime", got)
+	}
+	if got, err := s.db.GetSession(ctx, sess.ID); err != nil || !got.LastSeenAt.Equal(sess.LastSeenAt) || got.EndReason != store.SessionEndIdle {
+		t.Errorf("the refresh touched the idle browser session: %+v (%v)", got, err)
+	}
+	// The browser stays signed out: its cookie finds no session.
+	base, _ := url.Parse(s.base)
+	req := httptest.NewRequest(http.MethodGet, s.base+"/", nil)
+	for _, c := range b.c.Jar.Cookies(base) {
+		req.AddCookie(c)
+	}
+	if len(req.Cookies()) == 0 {
+		t.Fatal("the browser has no cookie")
+	}
+	if _, err := s.sessions.Current(req); !errors.Is(err, session.ErrNoSession) {
+		t.Errorf("the idle browser's cookie: %v, want ErrNoSession", err)
+	}
+	// At the lifetime the claims end.
+	s.clock.Advance(lifetime)
 	if got := refresh(); len(got) != 0 {
-		t.Errorf("past the browser's idle timeout the token still carries %v", got)
+		t.Errorf("past the sign-in's lifetime the token still carries %v", got)
 	}
 }

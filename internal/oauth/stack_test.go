@@ -125,6 +125,10 @@ type stackOptions struct {
 	authorizeLim ratelimit.Limiter // nil: the server's default
 	tokenClaims  []string          // ServerOptions.AccessTokenClaims
 	idTokenRoles bool              // ServerOptions.IDTokenRoles
+	// sessionLifetime is the browser sessions' absolute lifetime (0: the
+	// default). The sessions run on the real clock; the authorization
+	// server judges them on the stack's.
+	sessionLifetime time.Duration
 }
 
 type stack struct {
@@ -181,7 +185,7 @@ func newStack(t testing.TB, db *sqlstore.DB, so stackOptions) *stack {
 	s.keys = apikeys.New(db, s.rec, apikeys.Options{Logger: logger, ServerKey: []byte(strings.Repeat("k", 32))})
 	s.users = identity.New(db, s.rec)
 	s.users.SetLoginLimiters(nil, nil)
-	s.sessions = session.New(db, s.rec, session.Options{Logger: logger})
+	s.sessions = session.New(db, s.rec, session.Options{Logger: logger, Lifetime: so.sessionLifetime})
 	var err error
 	s.alice, err = s.users.Create(ctx, identity.NewUser{Email: "alice@example.com", Name: "Alice Liddell", Password: testPassword})
 	must(t, err)
