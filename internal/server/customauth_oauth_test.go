@@ -92,7 +92,7 @@ func TestCustomLoginOAuthInChromium(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Chromium test client", "dave@globex.example", "It will also receive", "while you stay signed in here", "organization_id", "org-globex", "roles", "member, auditor"} {
+	for _, want := range []string{"Chromium test client", "dave@globex.example", "It will also receive", "until you sign out here", "organization_id", "org-globex", "roles", "member, auditor"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the consent page does not say %q:\n%s", want, page)
 		}
