@@ -325,14 +325,26 @@ func TestIdleAndAbsoluteExpiry(t *testing.T) {
 			t.Errorf("audit = %+v, want one session.expired (idle)", evs)
 		}
 		stored, _ := e.db.GetSession(t.Context(), s.ID)
-		if stored.RevokedAt.IsZero() {
-			t.Error("the expired session was not ended in the store")
+		if stored.RevokedAt.IsZero() || stored.EndReason != store.SessionEndIdle {
+			t.Errorf("the expired session was not ended idle in the store: %+v", stored)
 		}
 		if _, err := e.current(idle); !errors.Is(err, session.ErrNoSession) {
 			t.Fatal("expired session accepted on a second try")
 		}
 		if evs := e.rec.take(); len(evs) != 0 {
 			t.Errorf("session.expired recorded again: %+v", evs)
+		}
+		// Signing out in that browser afterwards ends the sign-in for good
+		// (OAuth grants' claims outlive an idle end, not a sign-out),
+		// keeping the time it ended and auditing nothing new.
+		if err := e.logout(idle); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := e.db.GetSession(t.Context(), s.ID); got.EndReason != store.SessionEndRevoked || !got.RevokedAt.Equal(stored.RevokedAt) {
+			t.Errorf("after signing out of an idle session: end reason %q at %v, want revoked at %v", got.EndReason, got.RevokedAt, stored.RevokedAt)
+		}
+		if evs := e.rec.take(); len(evs) != 0 {
+			t.Errorf("signing out of an ended session was audited: %+v", evs)
 		}
 
 		// The absolute lifetime ends even a busy session.
@@ -347,6 +359,9 @@ func TestIdleAndAbsoluteExpiry(t *testing.T) {
 		evs = e.rec.take()
 		if len(evs) != 1 || evs[0].Type != audit.TypeSessionExpired || evs[0].Reason != "lifetime" {
 			t.Errorf("audit = %+v, want one session.expired (lifetime)", evs)
+		}
+		if got, _ := e.db.GetSession(t.Context(), evs[0].CredentialID); got.EndReason != store.SessionEndLifetime {
+			t.Errorf("the session past its lifetime has end reason %q, want lifetime", got.EndReason)
 		}
 	})
 }
