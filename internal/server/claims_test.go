@@ -10,7 +10,6 @@ package server_test
 // it is in no token and gives no admin power anywhere.
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -59,22 +58,11 @@ func signInWithCustomLogin(t *testing.T, e *env, ua *userAgent, body map[string]
 		t.Fatalf("GET /login/custom: %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
 	b, _ := json.Marshal(body)
-	req, _ := http.NewRequest("POST", e.base+"/api/login-requests/"+loc.Query().Get("login_request_id")+"/user", bytes.NewReader(b))
-	req.Header.Set("Authorization", "Bearer "+customLoginSecret)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	redirectTo := postLoginUser(t, e.base, loc.Query().Get("login_request_id"), customLoginSecret, string(b))
+	if !strings.HasPrefix(redirectTo, e.base+"/login/callback?") {
+		t.Fatalf("posting the user: redirect_to %q", redirectTo)
 	}
-	var answer struct {
-		RedirectTo string `json:"redirect_to"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&answer)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || err != nil || !strings.HasPrefix(answer.RedirectTo, e.base+"/login/callback?") {
-		t.Fatalf("posting the user: %d %+v %v", resp.StatusCode, answer, err)
-	}
-	resp, err = browser.Get(answer.RedirectTo)
+	resp, err = browser.Get(redirectTo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -397,4 +385,27 @@ func hasRole(claims map[string]any, role string) bool {
 		}
 	}
 	return false
+}
+
+// postLoginUser is the operator's application telling mcpgate at base who
+// signed in for login request id (body: the user document), with the
+// shared secret; it returns the redirect_to of the 200 answer.
+func postLoginUser(t *testing.T, base, id, secret, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest("POST", base+"/api/login-requests/"+id+"/user", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+secret)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var answer struct {
+		RedirectTo string `json:"redirect_to"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&answer)
+	if resp.StatusCode != http.StatusOK || err != nil || answer.RedirectTo == "" {
+		t.Fatalf("posting the user: %d %+v %v", resp.StatusCode, answer, err)
+	}
+	return answer.RedirectTo
 }

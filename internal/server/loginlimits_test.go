@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,7 +21,6 @@ import (
 	"github.com/mcpgate/mcpgate/internal/config"
 	"github.com/mcpgate/mcpgate/internal/customauth"
 	"github.com/mcpgate/mcpgate/internal/loginflow"
-	"github.com/mcpgate/mcpgate/internal/ratelimit/redistest"
 	"github.com/mcpgate/mcpgate/internal/store"
 )
 
@@ -251,16 +249,11 @@ func TestCrossSiteSignInStartsInChromium(t *testing.T) {
 // node through Redis; when Redis goes away, sign-in starts and refusals
 // fail closed (503 with Retry-After) instead of going unlimited.
 func TestLoginRefusalsSharedThroughRedis(t *testing.T) {
-	u, err := url.Parse(redistest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newRedisProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy, redisURL := proxiedRedis(t)
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir() // both nodes: the same server.key
 	cfg.DatabaseURL = filepath.Join(t.TempDir(), "shared.db")
-	cfg.RedisURL = u.String()
+	cfg.RedisURL = redisURL
 	cfg.CustomLoginURL = "https://app.example.com/login"
 	cfg.CustomLoginSecret = strings.Repeat("s3cret-", 6)
 	ip := randomIP()

@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"context"
-	"encoding/json"
 	"html"
 	"io"
 	"log/slog"
@@ -236,20 +235,9 @@ func TestCustomLoginRacingCallbacks(t *testing.T) {
 	resp, _ := fetch(t, b, "GET", c.base+"/login/custom", nil)
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	q := loc.Query()
-	req, _ := http.NewRequest("POST", c.base+"/api/login-requests/"+q.Get("login_request_id")+"/user", strings.NewReader(`{"sub":"u-7","name":"Racer"}`))
-	req.Header.Set("Authorization", "Bearer "+secret)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var answer struct {
-		RedirectTo string `json:"redirect_to"`
-	}
-	err = json.NewDecoder(resp.Body).Decode(&answer)
-	resp.Body.Close()
-	callback, _ := url.Parse(answer.RedirectTo)
-	if resp.StatusCode != http.StatusOK || err != nil || callback == nil || callback.Query().Get("code") == "" {
-		t.Fatalf("posting the user: %d %+v %v", resp.StatusCode, answer, err)
+	callback, err := url.Parse(postLoginUser(t, c.base, q.Get("login_request_id"), secret, `{"sub":"u-7","name":"Racer"}`))
+	if err != nil || callback.Query().Get("code") == "" {
+		t.Fatalf("redirect_to %v: %v", callback, err)
 	}
 	front, _ := url.Parse(c.base)
 	var cookie string

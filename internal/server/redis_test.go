@@ -178,15 +178,10 @@ func (p *redisProxy) stop() {
 // fails closed with 503 and Retry-After in its own shape; requests with a
 // valid credential, which no limiter guards, keep working.
 func TestRedisDownFailsClosed(t *testing.T) {
-	u, err := url.Parse(redistest.URL(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newRedisProxy(t, u.Host)
-	u.Host = proxy.ln.Addr().String()
+	proxy, redisURL := proxiedRedis(t)
 	cfg := config.Defaults()
 	cfg.DataDir = t.TempDir()
-	cfg.RedisURL = u.String()
+	cfg.RedisURL = redisURL
 	n := newLimitNode(t, cfg, randomIP())
 	const password = "correct horse battery staple"
 	email := newUser(t, n, password)
@@ -244,4 +239,17 @@ func TestUnreachableRedisAtStart(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--redis-url: redis at redis://:xxxxx@"+addr+"/0 does not answer") || strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("server.New with Redis down = %v; want a start-up error naming the redacted URL", err)
 	}
+}
+
+// proxiedRedis puts a stoppable TCP proxy in front of the test Redis and
+// returns it with the Redis URL that goes through it.
+func proxiedRedis(t *testing.T) (*redisProxy, string) {
+	t.Helper()
+	u, err := url.Parse(redistest.URL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newRedisProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	return proxy, u.String()
 }
